@@ -1,0 +1,49 @@
+# FewStep developer commands. Every target is safe to rerun.
+#   make setup   venv + torch + ComfyUI runtime (or your COMFYUI_PATH) + dependencies
+#   make test    the whole suite (runs setup first)
+#   make demo    the main job on the built-in default model, through a real server
+#   make serve   ComfyUI with this pack on http://127.0.0.1:$(PORT)
+#   make bench   benchmarks; BENCH=full adds the large sizes
+
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV_PY := .venv/bin/python
+# -P: never put the checkout on sys.path (its nodes/ would hide ComfyUI's nodes module).
+RUN := $(VENV_PY) -P
+PORT ?= 8188
+PYTEST_ARGS ?=
+
+.PHONY: setup test test-unit test-comfy test-e2e test-browser demo serve bench browser clean
+
+setup:
+	@$(PYTHON) tools/setup_runtime.py
+
+browser:
+	@$(RUN) -m comfyui_fewstep.tools.browser_setup
+
+test: setup browser
+	$(RUN) -m pytest $(PYTEST_ARGS)
+
+test-unit: setup
+	$(RUN) -m pytest tests/unit $(PYTEST_ARGS)
+
+test-comfy: setup
+	$(RUN) -m pytest tests/comfy $(PYTEST_ARGS)
+
+test-e2e: setup
+	$(RUN) -m pytest tests/e2e $(PYTEST_ARGS)
+
+test-browser: setup browser
+	$(RUN) -m pytest tests/browser $(PYTEST_ARGS)
+
+demo: setup
+	$(RUN) -m comfyui_fewstep.tools.demo
+
+serve: setup
+	$(RUN) -m comfyui_fewstep.tools.serve --port $(PORT)
+
+bench: setup
+	$(RUN) -m comfyui_fewstep.bench.run $(if $(BENCH),--preset $(BENCH),)
+
+clean:
+	rm -rf .runtime/serve/output tests/artifacts

@@ -1,0 +1,15 @@
+"""The registry of FewStep nodes. Node ids are a public contract: never rename one;
+move a retired node to deprecated.py with is_deprecated=True instead."""
+
+from comfy_api.latest import ComfyExtension, io
+
+from .compare import FewStepCompare
+
+NODES: list[type[io.ComfyNode]] = [
+    FewStepCompare,
+]
+
+
+class FewStepExtension(ComfyExtension):
+    async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        return list(NODES)
