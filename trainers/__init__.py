@@ -1,0 +1,1 @@
+"""The distillation engine (Direct Distill) and its headless / torchrun entry points."""
