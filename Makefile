@@ -19,7 +19,7 @@ setup:
 	@$(PYTHON) tools/setup_runtime.py
 
 browser:
-	@$(RUN) -m comfyui_fewstep.tools.browser_setup
+	@$(RUN) -m comfyui_fewstep.tools.browser
 
 test: setup browser
 	$(RUN) -m pytest $(PYTEST_ARGS)
