@@ -20,6 +20,11 @@ from comfyui_fewstep.tools import comfy_runtime as rt
 # nodes/ would hide ComfyUI's `nodes` module. Tests see the pack only as comfyui_fewstep.
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != rt.REPO_ROOT]
 
+try:
+    rt.find_comfyui()
+except rt.ComfyUINotFound as missing:
+    pytest.exit(str(missing), returncode=2)
+
 LAYERS = ("unit", "comfy", "e2e", "browser")
 ARTIFACTS = rt.REPO_ROOT / "tests" / "artifacts"
 

@@ -69,13 +69,19 @@ def import_comfy_for_library_use():
     ComfyUI reads its command-line flags at import; without a GPU the `cpu` flag must
     be set before anything imports comfy.model_management.
     """
-    ensure_importable()
+    root = ensure_importable()
     import torch
 
-    import comfy.cli_args
+    try:
+        import comfy.cli_args
 
-    if "comfy.model_management" not in sys.modules and not torch.cuda.is_available():
-        comfy.cli_args.args.cpu = True
-    import comfy.model_management  # noqa: F401
-
+        if "comfy.model_management" not in sys.modules and not torch.cuda.is_available():
+            comfy.cli_args.args.cpu = True
+        import comfy.model_management  # noqa: F401
+    except ImportError as e:
+        raise ComfyUINotFound(
+            f"ComfyUI at {root} was found but does not import ({e}). Fix: install its requirements "
+            f"(`pip install -r {root / 'requirements.txt'}`, or `make setup`), or point COMFYUI_PATH at "
+            "a working ComfyUI."
+        ) from e
     return comfy

@@ -1,0 +1,111 @@
+"""Check shipped workflows against a live server's /object_info, and run API-format ones.
+
+UI-format files (workflows/*.json) are what the ComfyUI frontend loads and lists as
+templates; API-format files (workflows/api/*.json) are what POST /prompt takes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from . import comfy_runtime as rt
+
+WORKFLOWS = rt.REPO_ROOT / "workflows"
+MODEL_FILE_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".sft")
+
+
+def ui_workflows() -> list[Path]:
+    return sorted(WORKFLOWS.glob("*.json"))
+
+
+def api_workflows() -> list[Path]:
+    return sorted((WORKFLOWS / "api").glob("*.json"))
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _input_specs(node_info: dict) -> dict[str, list]:
+    specs = {}
+    for section in ("required", "optional"):
+        specs.update(node_info["input"].get(section, {}))
+    return specs
+
+
+def _is_file_list(options) -> bool:
+    """Combos of model files depend on what the user has installed: don't judge values."""
+    return isinstance(options, list) and (not options or all(
+        isinstance(o, str) and o.lower().endswith(MODEL_FILE_SUFFIXES) for o in options))
+
+
+def _combo_options(spec: list):
+    kind = spec[0]
+    if isinstance(kind, list):
+        return kind
+    if kind == "COMBO" and len(spec) > 1:
+        return spec[1].get("options")
+    return None
+
+
+def validate_api(graph: dict, object_info: dict) -> list[str]:
+    """Problems that would make ComfyUI reject or misread this API-format graph."""
+    problems = []
+    for node_id, node in graph.items():
+        where = f"node {node_id} ({node.get('class_type')})"
+        info = object_info.get(node.get("class_type"))
+        if info is None:
+            problems.append(f"{where}: unknown node type")
+            continue
+        specs = _input_specs(info)
+        for name in info["input"].get("required", {}):
+            if name not in node["inputs"]:
+                problems.append(f"{where}: required input '{name}' missing")
+        for name, value in node["inputs"].items():
+            spec = specs.get(name)
+            if spec is None:
+                problems.append(f"{where}: no input named '{name}'")
+            elif isinstance(value, list) and len(value) == 2 and isinstance(value[0], str):
+                src = graph.get(value[0])
+                if src is None or src.get("class_type") not in object_info:
+                    problems.append(f"{where}: input '{name}' links to missing node {value[0]}")
+                    continue
+                outputs = object_info[src["class_type"]]["output"]
+                if value[1] >= len(outputs):
+                    problems.append(f"{where}: input '{name}' links to output {value[1]} of a node with {len(outputs)}")
+                    continue
+                out_type, in_type = outputs[value[1]], spec[0]
+                if isinstance(out_type, list) or isinstance(in_type, list) or in_type == "COMBO":
+                    continue  # combo outputs feed combo widgets
+                if "*" not in (out_type, in_type) and out_type != in_type:
+                    problems.append(f"{where}: input '{name}' wants {in_type} but gets {out_type}")
+            else:
+                options = _combo_options(spec)
+                if options is not None and not _is_file_list(options) and value not in options:
+                    problems.append(f"{where}: '{name}' = {value!r} is not one of its options")
+    return problems
+
+
+def validate_ui(workflow: dict, object_info: dict) -> list[str]:
+    """Problems that would make the frontend show missing nodes or broken links."""
+    problems = []
+    nodes = {n["id"]: n for n in workflow.get("nodes", [])}
+    for node in nodes.values():
+        where = f"node {node['id']} ({node.get('type')})"
+        info = object_info.get(node.get("type"))
+        if info is None:
+            problems.append(f"{where}: unknown node type")
+            continue
+        specs = _input_specs(info)
+        for inp in node.get("inputs", []):
+            if inp["name"] not in specs:
+                problems.append(f"{where}: no input named '{inp['name']}'")
+        for i, out in enumerate(node.get("outputs", [])):
+            if i >= len(info["output"]) or out.get("type") not in (info["output"][i], "*") and not isinstance(info["output"][i], list):
+                problems.append(f"{where}: output {i} is {out.get('type')}, server says {info['output'][i:i + 1]}")
+    for link in workflow.get("links", []):
+        link_id, src, src_slot, dst, dst_slot, link_type = link[:6]
+        if src not in nodes or dst not in nodes:
+            problems.append(f"link {link_id}: joins missing nodes {src} -> {dst}")
+    return problems
