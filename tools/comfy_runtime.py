@@ -63,11 +63,13 @@ def ensure_importable() -> Path:
     return root
 
 
-def import_comfy_for_library_use():
+def import_comfy_for_library_use(pytorch_attention: bool = False):
     """Import ComfyUI as a library (no server), on the CPU when no GPU is present.
 
     ComfyUI reads its command-line flags at import; without a GPU the `cpu` flag must
-    be set before anything imports comfy.model_management.
+    be set before anything imports comfy.model_management. `pytorch_attention` is
+    `--use-pytorch-cross-attention` (SDPA; the CPU default is sub-quadratic attention);
+    like every flag it only takes effect in a process that has not imported ComfyUI yet.
     """
     root = ensure_importable()
     import torch
@@ -75,8 +77,9 @@ def import_comfy_for_library_use():
     try:
         import comfy.cli_args
 
-        if "comfy.model_management" not in sys.modules and not torch.cuda.is_available():
-            comfy.cli_args.args.cpu = True
+        if "comfy.model_management" not in sys.modules:
+            comfy.cli_args.args.cpu = not torch.cuda.is_available()
+            comfy.cli_args.args.use_pytorch_cross_attention = pytorch_attention
         import comfy.model_management  # noqa: F401
     except ImportError as e:
         raise ComfyUINotFound(
