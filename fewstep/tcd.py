@@ -48,6 +48,12 @@ def _signal_scale(model_sampling, sigma: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(sigma)
 
 
+def _is_discrete(model_sampling) -> bool:
+    import comfy.model_sampling
+
+    return isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscrete)
+
+
 def _eta_from(extra_args: dict, eta: float | None) -> float:
     if eta is None:
         options = extra_args.get("model_options", {}).get("transformer_options", {})
@@ -83,8 +89,10 @@ def sample_tcd(model, x, sigmas, extra_args=None, callback=None, disable=None, n
         if gamma == 0:
             sigma_s = sigma_next
         else:
-            t_next = ms.timestep(sigma_next.reshape(1)).float()
-            sigma_s = ms.sigma((1.0 - gamma) * t_next).reshape(()).to(sigma_next)
+            t_s = (1.0 - gamma) * ms.timestep(sigma_next.reshape(1)).float()
+            if _is_discrete(ms):
+                t_s = t_s.floor()  # a training timestep, as diffusers' TCDScheduler indexes it
+            sigma_s = ms.sigma(t_s).reshape(()).to(sigma_next)
             sigma_s = torch.minimum(sigma_s, sigma_next)
         a_s = _signal_scale(ms, sigma_s)
         x = a_s * denoised + sigma_s * eps  # deterministic jump to level s

@@ -4,9 +4,11 @@ move a retired node to deprecated.py with is_deprecated=True instead."""
 from comfy_api.latest import ComfyExtension, io
 
 from .compare import FewStepCompare
+from .sampling import FewStepTCDSampler
 
 NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
+    FewStepTCDSampler,
 ]
 
 
