@@ -20,7 +20,8 @@ from typing import Any, Mapping
 PRESETS_FILE = Path(__file__).with_name("presets.json")
 
 # Architecture ids used in `base`; preset_apply.py maps ComfyUI model configs onto them.
-ARCHITECTURES = ("sd15", "sd21", "sdxl", "ssd1b", "sd3", "flux", "qwen_image", "wan21", "wan22")
+# "wan" is the Wan2.1 architecture, which Wan2.2's A14B experts share; "wan22_5b" is TI2V-5B.
+ARCHITECTURES = ("sd15", "sd21", "sdxl", "ssd1b", "sd3", "flux", "qwen_image", "wan", "wan22_5b")
 KINDS = ("lora", "checkpoint")
 PREDICTIONS = ("eps", "v", "x0", "flow")
 # name -> predicate on the value; preset_apply.py implements each.

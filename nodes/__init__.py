@@ -4,11 +4,13 @@ move a retired node to deprecated.py with is_deprecated=True instead."""
 from comfy_api.latest import ComfyExtension, io
 
 from .compare import FewStepCompare
+from .presets import FewStepPreset
 from .sampling import FewStepTCDSampler
 
 NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
     FewStepTCDSampler,
+    FewStepPreset,
 ]
 
 
