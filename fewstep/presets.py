@@ -196,6 +196,9 @@ def parse_preset(raw: Any, index: int = 0) -> Preset:
                 and all(a > b for a, b in zip(ts, ts[1:]))):
             raise _fail(where, f"timesteps for {n} step(s) must be {n} descending integers in [0, 999]")
 
+    if timesteps and raw["prediction"] == "flow":
+        raise _fail(where, "'timesteps' are discrete training timesteps (0-999); flow presets use a scheduler and shift")
+
     guidance = raw.get("flux_guidance")
     if guidance is not None and not (_is_number(guidance) and guidance > 0):
         raise _fail(where, "'flux_guidance' must be a positive number")

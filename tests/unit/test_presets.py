@@ -113,6 +113,7 @@ def _break(mutate) -> str:
         (lambda ps: ps[0].update(base=["sd9"]), "'base' must be a non-empty list"),
         (lambda ps: ps[0].update(lora_strength=None), "needs 'lora_strength'"),
         (lambda ps: ps[0].update(colour="red"), "unknown field(s) ['colour']"),
+        (lambda ps: ps[0].update(prediction="flow", timesteps={"4": [999, 749, 499, 249]}), "flow presets use a scheduler"),
     ],
 )
 def test_malformed_entries_fail_with_the_file_the_preset_and_the_field(mutate, expected):
