@@ -1,0 +1,106 @@
+"""How far few-step sampling lands from the teacher's own 30-step result: the baseline
+every few-step feature (a distilled student, a few-step LoRA, a better solver) must beat.
+
+The teacher is sampled at 1, 2, 4 and 8 steps with core samplers, from the same seeds,
+and compared with its 30-step euler result. Adding a FewStep method is one entry in
+METHODS; its `model` hook may return a different MODEL (e.g. a distilled student):
+
+    FewStepMethod("FewStep distilled student", "fewstep", model=lambda ctx, tb: ..., sampler="lcm", cfg=1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from . import harness
+from .context import BenchContext
+from .harness import Column, Table
+from .teacher_runs import teacher_bench
+
+
+@dataclass
+class FewStepMethod:
+    label: str
+    provider: str
+    sampler: str
+    scheduler: str = "normal"
+    cfg: float | None = None  # None: the teacher's cfg
+    model: Callable[[BenchContext, Any], Any] | None = None  # None: the teacher itself
+
+
+METHODS: list[FewStepMethod] = [
+    FewStepMethod("euler (core, the teacher's sampler)", "core", "euler"),
+    FewStepMethod("dpmpp_2m (core)", "core", "dpmpp_2m"),
+    FewStepMethod("uni_pc (core)", "core", "uni_pc"),
+]
+
+COLUMNS = [
+    Column("method", "method"),
+    Column("steps", "steps", "{:d}"),
+    Column("calls", "UNet calls / run", "{:.0f}"),
+    Column("wall", "wall, batch 1 (s)", "{:.3f}"),
+    Column("speedup", "speedup vs 30 steps", "{:.1f}x"),
+    Column("psnr", "latent PSNR vs 30-step", harness.fmt_psnr),
+    Column("max_abs", "max abs diff", "{:.3g}"),
+    Column("prompted", "reads as prompted digit", harness.fmt_pct),
+    Column("agrees", "same digit as 30-step", harness.fmt_pct),
+]
+
+
+@harness.row_family("fewstep", "Few-step sampling vs the teacher's 30 steps", order=20)
+def fewstep_rows(ctx: BenchContext) -> list[Table]:
+    tb = teacher_bench(ctx)
+    ref = tb.reference(ctx)
+    steps_list = ctx.pick((1, 2, 4, 8), smoke=(1, 4))
+
+    configs = []
+    for m in METHODS:
+        model = m.model(ctx, tb) if m.model else tb.model
+        if model is None:  # a FewStep feature that does not exist yet: no row
+            continue
+        for n in steps_list:
+            over = {"steps": n, "sampler": m.sampler, "scheduler": m.scheduler}
+            if m.cfg is not None:
+                over["cfg"] = m.cfg
+            configs.append((m, n, model, over))
+
+    variants = {"30 steps": tb.timing_run(tb.model)}
+    variants.update({f"{m.label}@{n}": tb.timing_run(model, **over) for m, n, model, over in configs})
+    ctx.log(f"  timing {len(variants)} variants x {ctx.repeats} repeats")
+    timings = harness.side_by_side(variants, ctx.repeats)
+    base = timings["30 steps"]
+
+    table = Table("fewstep", f"Few-step sampling vs the teacher's {tb.settings['steps']} steps ({tb.version})", COLUMNS)
+    table.add(method=f"teacher: {tb.describe()}", steps=tb.settings["steps"], calls=ref.calls_per_run, wall=base.median,
+              speedup=1.0, psnr=float("inf"), max_abs=0.0, prompted=float((ref.predicted == ref.labels).mean()),
+              agrees=1.0)
+    curves: dict[str, tuple[list, list]] = {}
+    for m, n, model, over in configs:
+        ctx.log(f"  quality {m.label} {n} steps")
+        s = tb.sample_set(model, **over)
+        q = tb.quality(s, ref)
+        tm = timings[f"{m.label}@{n}"]
+        table.add(m.provider, method=m.label, steps=n, calls=s.calls_per_run, wall=tm.median,
+                  speedup=harness.speedup(base, tm), psnr=q.psnr_db, max_abs=q.max_abs, prompted=q.prompted,
+                  agrees=q.agrees)
+        xs, ys = curves.setdefault(m.label, ([], []))
+        xs.append(n)
+        ys.append(q.psnr_db)
+
+    note = (f"Same {len(ref.labels)} samples and seeds as the caching rows; each sampler at n steps (scheduler "
+            f"normal, the teacher's cfg {tb.settings['cfg']:g}) against the teacher's {tb.settings['steps']}-step "
+            f"{tb.settings['sampler']} result. ")
+    if not any(m.provider == "fewstep" for m, *_ in configs):
+        note += ("No FewStep few-step method exists yet, so these are the core baselines a distilled student or "
+                 "few-step LoRA must beat. ")
+    note += ("FewStep's `tcd` sampler is not listed: it is meant for TCD-distilled models, and the teacher is "
+             "not one.")
+    table.notes.append(note)
+    if curves:
+        name = ctx.plot_path("fewstep")
+        harness.plot_curves(name, [(k, v[0], v[1]) for k, v in curves.items()], xlabel="sampling steps",
+                            ylabel=f"latent PSNR vs {tb.settings['steps']}-step teacher (dB)",
+                            title="Few-step sampling of the digits teacher")
+        table.plots.append(name.name)
+    return [table]

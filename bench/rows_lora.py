@@ -1,0 +1,159 @@
+"""Applying a LoRA to full-size SD1.5: ComfyUI's LoraLoader (the peer).
+
+A rank-64 LoRA is synthesised (seeded, cached as a file) in kohya naming
+(`lora_unet_<diffusers path>.lora_up/lora_down/alpha`) over the modules a real few-step
+LoRA such as LCM-LoRA SD1.5 covers: self/cross-attention q/k/v/out, feed-forward,
+proj_in/out, ResNet convs and time-embedding projections, shortcut convs and the
+down/upsampler convs. Timed from reading the file (a fresh node instance, so its
+in-memory cache is empty) to patched weights ready (`load_models_gpu`), on a random-weight
+full-size SD1.5 ModelPatcher; the base model is unloaded (weights restored) before each
+call. The first call in the process is reported separately from the warm median.
+
+A FewStep LoRA loader adds itself as one entry in METHODS; `apply(ctx, model, lora_name)`
+returns the patched MODEL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from . import harness
+from ..tools.tiny_models import cache_dir, save_atomic
+from .context import BenchContext
+from .harness import Column, Table
+
+LORA_VERSION = "bench-lora-r64-v1"
+RANK = 64
+
+# Diffusers module paths (as comfy.utils.unet_to_diffusers names them) the LoRA covers.
+TARGETS = re.compile(
+    r"(attentions\.\d+\.transformer_blocks\.\d+\.(attn[12]\.(to_q|to_k|to_v|to_out\.0)|ff\.net\.(0\.proj|2))"
+    r"|attentions\.\d+\.(proj_in|proj_out)"
+    r"|resnets\.\d+\.(conv1|conv2|time_emb_proj|conv_shortcut)"
+    r"|(down|up)samplers\.0\.conv)\.weight$")
+
+
+def lora_targets(model_patcher) -> dict[str, torch.Size]:
+    """kohya LoRA key prefix -> shape of the weight it patches."""
+    import comfy.utils
+
+    unet = model_patcher.model
+    shapes = {k: v.shape for k, v in unet.diffusion_model.state_dict().items()}
+    out = {}
+    for diffusers_key, comfy_key in comfy.utils.unet_to_diffusers(unet.model_config.unet_config).items():
+        if TARGETS.search(diffusers_key) and comfy_key in shapes:
+            out["lora_unet_" + diffusers_key[: -len(".weight")].replace(".", "_")] = shapes[comfy_key]
+    return out
+
+
+def synth_lora(targets: dict[str, torch.Size], rank: int = RANK, seed: int = 0) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for prefix, shape in sorted(targets.items()):
+        out_ch, in_ch, *kernel = shape
+        r = _rank_for(shape, rank)
+        down_shape = (r, in_ch, *kernel)
+        up_shape = (out_ch, r, 1, 1) if kernel else (out_ch, r)
+        sd[prefix + ".lora_down.weight"] = (torch.randn(down_shape, generator=gen) * 0.02).half()
+        sd[prefix + ".lora_up.weight"] = (torch.randn(up_shape, generator=gen) * 0.02).half()
+        sd[prefix + ".alpha"] = torch.tensor(float(r)).half()
+    return sd
+
+
+def lora_file(model_patcher, layout: str) -> tuple[Path, int, int]:
+    """(path, modules, LoRA parameters) of the cached synthetic LoRA for this layout."""
+    targets = lora_targets(model_patcher)
+    path = cache_dir() / "bench" / LORA_VERSION / f"{layout}-rank{RANK}.safetensors"
+    if not path.exists():
+        save_atomic(synth_lora(targets), path, metadata={"fewstep.bench": LORA_VERSION})
+    return path, len(targets), sum(_lora_params(shape) for shape in targets.values())
+
+
+def _rank_for(shape, rank: int = RANK) -> int:
+    out_ch, in_ch, *kernel = shape
+    return min(rank, out_ch, in_ch * (kernel[0] * kernel[1] if kernel else 1))
+
+
+def _lora_params(shape) -> int:
+    out_ch, in_ch, *kernel = shape
+    fan_in = in_ch * (kernel[0] * kernel[1] if kernel else 1)
+    return _rank_for(shape) * (fan_in + out_ch)
+
+
+def _core_loader(ctx: BenchContext, model, lora_name: str):
+    import nodes
+
+    return nodes.LoraLoaderModelOnly().load_lora_model_only(model, lora_name, 1.0)[0]
+
+
+@dataclass
+class LoraMethod:
+    label: str
+    provider: str
+    apply: Callable[[BenchContext, Any, str], Any] | None  # None: feature not available, no row
+
+
+METHODS: list[LoraMethod] = [
+    LoraMethod("LoraLoaderModelOnly (core)", "core", _core_loader),
+]
+
+COLUMNS = [
+    Column("method", "method"),
+    Column("model", "model"),
+    Column("lora", "LoRA"),
+    Column("first", "first call (s)", "{:.2f}"),
+    Column("warm", "warm, median (s)", "{:.2f}"),
+    Column("node", "of which node: read + map keys (s)", "{:.3f}"),
+    Column("patch", "of which load_models_gpu (s)", "{:.2f}"),
+    Column("patched", "weights patched"),
+]
+
+
+@harness.row_family("lora", "Applying a rank-64 LoRA to full-size SD1.5", order=30)
+def lora_rows(ctx: BenchContext) -> list[Table]:
+    import comfy.model_management as mm
+    import folder_paths
+
+    layout = ctx.pick("sd15", smoke="tiny-sd15")
+    model = ctx.random_model(layout)
+    path, modules, params = lora_file(model, layout)
+    folder_paths.add_model_folder_path("loras", str(path.parent))
+    table = Table("lora", "Applying a rank-64 LoRA to full-size SD1.5", COLUMNS)
+    for m in METHODS:
+        if m.apply is None:
+            continue
+        laps: list[dict] = []
+        patched_counts: list[int] = []
+
+        def apply_once():
+            mm.unload_all_models()  # untimed below: restore unpatched weights first
+            sw = harness.Stopwatch()
+            with sw.lap("node"):
+                patched = m.apply(ctx, model, path.name)
+            with sw.lap("patch"):
+                mm.load_models_gpu([patched])
+            laps.append(sw.laps)
+            patched_counts.append(len(patched.backup))
+            return sw.laps["node"] + sw.laps["patch"]
+
+        first = apply_once()
+        warm = [apply_once() for _ in range(ctx.repeats)]
+        mm.unload_all_models()
+        med = lambda key: sorted(l[key] for l in laps[1:])[len(laps[1:]) // 2]  # noqa: E731
+        table.add(m.provider, method=m.label, model={"sd15": "SD1.5", "tiny-sd15": "tiny SD1.5 (smoke)"}[layout],
+                  lora=f"rank {RANK}, {modules} modules, {params / 1e6:.1f}M params", first=first,
+                  warm=sorted(warm)[len(warm) // 2], node=med("node"), patch=med("patch"),
+                  patched=f"{min(patched_counts)}/{modules}")
+    table.notes.append(
+        f"Synthetic rank-{RANK} LoRA in kohya naming covering attention, feed-forward, proj_in/out, ResNet convs, "
+        "time-embedding projections, shortcuts and resamplers, like LCM-LoRA SD1.5 (fp16 file, page-cached). "
+        "Each call: a fresh `LoraLoaderModelOnly` node reads the file and maps keys "
+        "(`comfy.sd.load_lora_for_models`), then `comfy.model_management.load_models_gpu` writes the patched weights; "
+        "the model is unloaded (weights restored) before every call, untimed. 'Weights patched' counts weights "
+        "actually changed against the LoRA's modules (an unmatched key would silently do nothing).")
+    return [table]

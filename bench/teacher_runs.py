@@ -1,0 +1,128 @@
+"""Sampling the trained digits teacher (tools/teacher.py) the same way for every quality row.
+
+Every candidate (a cached model, fewer steps, later a distilled student) draws the same
+digits from the same seeds as the reference, through ComfyUI's own KSampler path
+(`nodes.common_ksampler`), and is scored against the reference's final latents (PSNR,
+max |diff|, via fewstep.metrics.difference) and by the held-out digit classifier.
+Model calls are counted by a DIFFUSION_MODEL wrapper added last, i.e. innermost: it sees
+only the calls that actually reach the UNet (a step cache's skipped calls do not).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..fewstep.metrics import difference
+from .context import BenchContext
+
+COUNTER_KEY = "fewstep_bench_calls"
+
+
+class CallCounter:
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, executor, *args, **kwargs):
+        self.calls += 1
+        return executor(*args, **kwargs)
+
+
+def with_call_counter(model):
+    """(clone of `model` with a counting DIFFUSION_MODEL wrapper innermost, counter)."""
+    import comfy.patcher_extension
+
+    counter = CallCounter()
+    m = model.clone()
+    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, COUNTER_KEY, counter)
+    return m, counter
+
+
+@dataclass
+class SampleSet:
+    latents: torch.Tensor  # (digits * per_digit, 4, h, w) final latents, digit-major
+    labels: np.ndarray  # prompted digit per sample
+    predicted: np.ndarray  # what the classifier reads in each decoded sample
+    calls_per_run: float  # UNet calls per sampling run (one run = one digit's batch)
+    seconds: float
+
+
+@dataclass
+class Quality:
+    psnr_db: float
+    max_abs: float
+    prompted: float  # share read as the prompted digit
+    agrees: float  # share read as the same digit as the reference sample
+
+
+class TeacherBench:
+    """The teacher loaded once (CheckpointLoaderSimple's loader), its prompts encoded once."""
+
+    def __init__(self, ctx: BenchContext):
+        import nodes
+
+        from ..tools import teacher
+
+        self.teacher = teacher
+        t0 = time.perf_counter()
+        path = teacher.teacher_checkpoint(log=lambda s: ctx.log("  " + s))
+        self.model, self.clip, self.vae = teacher.load_teacher(path)
+        self.settings = dict(teacher.TEACHER_SETTINGS)
+        self.digits = list(ctx.pick(range(10), smoke=(3, 7)))
+        self.per_digit = ctx.pick(10, smoke=2)
+        encode = nodes.CLIPTextEncode().encode
+        self.negative = encode(self.clip, teacher.NEGATIVE_PROMPT)[0]
+        self.positive = {d: encode(self.clip, teacher.prompt_for(d))[0] for d in range(10)}
+        self.version = teacher.TEACHER_VERSION
+        ctx.log(f"  teacher {self.version} ready in {time.perf_counter() - t0:.0f} s")
+
+    def describe(self) -> str:
+        s = self.settings
+        return (f"{s['steps']} steps, cfg {s['cfg']:g}, {s['sampler']}/{s['scheduler']}, "
+                f"{s['width']}x{s['height']} px")
+
+    def sample(self, model, digit: int, batch: int, seed: int, **overrides) -> torch.Tensor:
+        import nodes
+
+        s = {**self.settings, **overrides}
+        latent = nodes.EmptyLatentImage().generate(s["width"], s["height"], batch)[0]
+        return nodes.common_ksampler(model, seed, s["steps"], s["cfg"], s["sampler"], s["scheduler"],
+                                     self.positive[digit], self.negative, latent)[0]["samples"]
+
+    def sample_set(self, model, seed: int = 0, **overrides) -> SampleSet:
+        """`per_digit` samples of every digit, seed `seed + digit` (as tools/teacher.py draws them)."""
+        counted, counter = with_call_counter(model)
+        t0 = time.perf_counter()
+        latents = [self.sample(counted, d, self.per_digit, seed + d, **overrides) for d in self.digits]
+        seconds = time.perf_counter() - t0
+        latents_t = torch.cat(latents)
+        images = self.vae.decode(latents_t)
+        labels = np.repeat(self.digits, self.per_digit)
+        return SampleSet(latents_t, labels, np.asarray(self.teacher.classify_images(images)),
+                         counter.calls / len(self.digits), seconds)
+
+    def reference(self, ctx: BenchContext) -> SampleSet:
+        """The teacher at its own settings: what every quality figure is measured against."""
+        return ctx.memo(("teacher-reference", self.version), lambda: self.sample_set(self.model))
+
+    @staticmethod
+    def quality(candidate: SampleSet, reference: SampleSet) -> Quality:
+        d = difference(reference.latents, candidate.latents)
+        return Quality(d.psnr_db, d.max_abs, float((candidate.predicted == candidate.labels).mean()),
+                       float((candidate.predicted == reference.predicted).mean()))
+
+    def timing_run(self, model, **overrides):
+        """One batch-1 sampling run (digit 7, seed 7): the unit every wall time times."""
+        return lambda: self.sample(model, 7, 1, 7, **overrides)
+
+
+def teacher_bench(ctx: BenchContext) -> TeacherBench:
+    return ctx.memo("teacher-bench", lambda: TeacherBench(ctx))
+
+
+def finite_or_none(v: float) -> float | None:
+    return v if math.isfinite(v) else None

@@ -1,0 +1,159 @@
+"""The benchmark harness: timing rules, ratios, the table model and report writers on
+plain functions, plus one in-process smoke run of a real row family (ComfyUI's own
+TomePatchModel on a tiny SD1.5 layout) into a temporary folder. No assert depends on
+how fast anything ran."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from comfyui_fewstep.bench import harness
+from comfyui_fewstep.bench.harness import Column, Environment, Table, Timing
+
+
+def test_measure_warms_up_first_and_times_only_the_repeats():
+    calls = []
+    t = harness.measure(lambda: calls.append(len(calls)) or len(calls), repeats=3, warmup=2)
+    assert len(calls) == 5  # 2 warm-up + 3 timed
+    assert len(t.warmup) == 2 and len(t.seconds) == 3
+    assert t.result == 5  # the last timed call's return value
+    assert all(s >= 0 for s in t.seconds)
+    with pytest.raises(ValueError):
+        harness.measure(lambda: None, repeats=0)
+
+
+def test_median_and_spread_of_known_seconds():
+    t = Timing([3.0, 1.0, 2.0, 10.0, 2.5])
+    assert t.median == 2.5
+    assert t.spread == pytest.approx((10.0 - 1.0) / 2.5)
+
+
+def test_speedup_is_the_median_of_paired_ratios():
+    base = Timing([4.0, 8.0, 6.0])
+    fast = Timing([2.0, 2.0, 3.0])  # per-repeat ratios 2, 4, 2
+    assert harness.speedup(base, fast) == 2.0
+    # a ratio of medians would say 6/2 = 3: pairing keeps load drift out of the ratio
+    assert harness.speedup(base, fast) != base.median / fast.median
+    assert harness.speedup(fast, base) == 0.5
+    with pytest.raises(ValueError, match="side by side"):
+        harness.speedup(base, Timing([1.0]))
+
+
+def test_side_by_side_interleaves_and_rotates_after_warming_each_up():
+    order = []
+    variants = {name: (lambda n=name: order.append(n) or n) for name in "abc"}
+    timings = harness.side_by_side(variants, repeats=3, warmup=1)
+    assert order[:3] == ["a", "b", "c"]  # warm-up, each variant once
+    assert order[3:] == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # nobody always goes first
+    assert {n: len(t.seconds) for n, t in timings.items()} == {"a": 3, "b": 3, "c": 3}
+    assert {n: len(t.warmup) for n, t in timings.items()} == {"a": 1, "b": 1, "c": 1}
+    assert timings["b"].result == "b"
+
+
+def test_side_by_side_can_share_one_warm_up_for_long_calls():
+    order = []
+    variants = {name: (lambda n=name: order.append(n)) for name in "ab"}
+    timings = harness.side_by_side(variants, repeats=2, warm_each=False)
+    assert order == ["a", "a", "b", "b", "a"]
+    assert len(timings["a"].warmup) == 1 and timings["b"].warmup == []
+
+
+def test_stopwatch_accumulates_named_laps():
+    sw = harness.Stopwatch()
+    for _ in range(2):
+        with sw.lap("read"):
+            pass
+    with sw.lap("patch"):
+        pass
+    assert set(sw.laps) == {"read", "patch"} and all(v >= 0 for v in sw.laps.values())
+
+
+def _table():
+    t = Table("demo", "Demo rows", [Column("method", "method"), Column("psnr", "PSNR", harness.fmt_psnr),
+                                     Column("speedup", "speedup", "{:.2f}x"), Column("share", "share", harness.fmt_pct)])
+    t.add(method="base", psnr=math.inf, speedup=1.0, share=1.0)
+    t.add("fewstep", method="ours", psnr=31.234, speedup=1.5, share=0.875)
+    t.add(method="missing values")
+    return t
+
+
+def test_table_renders_markdown_with_formats_and_gaps():
+    lines = _table().markdown().splitlines()
+    assert lines[0] == "| method | PSNR | speedup | share |"
+    assert lines[1] == "|---|---|---|---|"
+    assert lines[2] == "| base | identical | 1.00x | 100% |"
+    assert lines[3] == "| ours | 31.23 dB | 1.50x | 88% |"
+    assert lines[4] == "| missing values | – | – | – |"
+    assert _table().rows[1].provider == "fewstep"
+
+
+def test_table_refuses_values_for_unknown_columns():
+    with pytest.raises(KeyError, match="psnr_db"):
+        _table().add(method="x", psnr_db=1.0)
+
+
+ENV = Environment(date="2030-01-02", cores=2, cpu="Test CPU 9000", memory_gib=24.0, python="3.11", torch="2.14.1",
+                  comfyui="0.3.75", attention="PyTorch SDPA (`attention_pytorch`)", device="cpu", dtype="float32")
+
+
+def test_report_header_names_machine_versions_attention_and_load():
+    busy = {"wall_s": 100.0, "other_cpu_s": 120.0, "other_share": 0.6}
+    md = harness.render_markdown(ENV, [_table()], "make bench", total_s=600, load=busy, repeats=3)
+    assert md.startswith("# FewStep benchmarks, 2030-01-02")
+    assert "`make bench`" in md
+    assert "| machine | torch | ComfyUI | attention | device |" in md
+    assert "| 2 cores, Test CPU 9000, 24 GiB | 2.14.1 | 0.3.75 | PyTorch SDPA (`attention_pytorch`) | cpu (float32) |" in md
+    assert "3 timed repeats" in md and "10.0 min" in md
+    assert "Other processes were running" in md and "60%" in md
+    assert "## Demo rows" in md and "| ours | 31.23 dB | 1.50x | 88% |" in md
+    idle = harness.render_markdown(ENV, [], "make bench", load={"wall_s": 1, "other_cpu_s": 0, "other_share": 0.01})
+    assert "otherwise idle" in idle and "Other processes were running" not in idle
+
+
+def test_write_report_writes_dated_and_latest_alike(tmp_path):
+    dated, latest = harness.write_report(tmp_path / "out", "# hello\n", "2030-01-02")
+    assert dated.name == "2030-01-02.md" and latest.name == "latest.md"
+    assert dated.read_text() == latest.read_text() == "# hello\n"
+
+
+def test_plot_curves_writes_a_png(tmp_path):
+    path = harness.plot_curves(tmp_path / "c.png", [("a", [1, 2, 4], [10.0, 20.0, math.inf]), ("b", [1], [5.0])],
+                               xlabel="x", ylabel="y", title="t", annotations=[["p", "q", "r"], ["s"]])
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_monitor_reports_shares_between_zero_and_one():
+    report = harness.LoadMonitor().report()
+    if report is not None:  # None only where /proc/stat does not exist
+        assert report["other_cpu_s"] >= 0 and 0 <= report["other_share"]
+
+
+def test_unknown_row_family_is_refused(tmp_path):
+    from comfyui_fewstep.bench import run
+
+    with pytest.raises(SystemExit, match="nosuch"):
+        run.main(["--only", "nosuch", "--out", str(tmp_path)])
+
+
+def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
+    """A real row family through ComfyUI's own TomePatchModel on a tiny SD1.5 layout."""
+    from comfyui_fewstep.bench import run
+
+    assert run.main(["--preset", "smoke", "--only", "tome", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    dated = sorted(tmp_path.glob("20*.md"))
+    assert len(dated) == 1 and dated[0].read_text() == md
+    assert "| machine | torch | ComfyUI | attention | device |" in md
+    assert ("| model | size | method | ratio | one forward (s) | speedup | UNet output PSNR vs unpatched "
+            "| max abs diff |") in md
+    rows = [line for line in md.splitlines() if line.startswith("| tiny SD1.5")]
+    assert [r.split(" | ")[2:4] for r in rows] == [["unpatched", "–"], ["TomePatchModel (core)", "0.3"],
+                                                   ["TomePatchModel (core)", "0.5"]]
+    # ToMe changes the output (it merges tokens) but keeps it close to the unpatched one
+    psnr = [r.split(" | ")[6] for r in rows]
+    assert psnr[0] == "identical" and all(p.endswith(" dB") for p in psnr[1:])
+    pngs = list(tmp_path.glob("*-tome.png"))
+    assert len(pngs) == 1 and f"]({pngs[0].name})" in md
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
