@@ -296,33 +296,49 @@ def write_report(out_dir: Path, markdown: str, date: str) -> tuple[Path, Path]:
     return dated, latest
 
 
-def plot_curves(path: Path, series: Sequence[tuple[str, Sequence[float], Sequence[float]]], *, xlabel: str,
-                ylabel: str, title: str, annotations: Sequence[Sequence[str]] | None = None,
-                logy: bool = False) -> Path:
-    """One line per (label, xs, ys); PNG via matplotlib's Agg backend (no display needed).
-    `annotations[i][j]` labels point j of series i."""
+Series = tuple[str, Sequence[float], Sequence[float]]  # (label, xs, ys)
+
+
+def plot_curves(path: Path, series: Sequence[Series], *, xlabel: str, ylabel: str, title: str,
+                annotations: Sequence[Sequence[str]] | None = None, logy: bool = False) -> Path:
+    """One line per (label, xs, ys); `annotations[i][j]` labels point j of series i."""
+    return plot_panels(path, [(ylabel, series)], xlabel=xlabel, title=title, annotations=annotations, logy=logy)
+
+
+def plot_panels(path: Path, panels: Sequence[tuple[str, Sequence[Series]]], *, xlabel: str, title: str,
+                annotations: Sequence[Sequence[str]] | None = None, logy: bool = False,
+                xticks: Sequence[float] | None = None) -> Path:
+    """Side-by-side panels sharing the x axis, one (ylabel, series) each; PNG via matplotlib's
+    Agg backend (no display needed). Non-finite points (e.g. an infinite PSNR) are left out;
+    a panel whose label ends in "(%)" spans 0-100; `xticks` puts the x axis on a log2 scale
+    with exactly those ticks (e.g. step counts 1, 2, 4, 8)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=110)
-    for i, (label, xs, ys) in enumerate(series):
-        finite = [(x, y) for x, y in zip(xs, ys) if y is not None and math.isfinite(y)]
-        if not finite:
-            continue
-        ax.plot([x for x, _ in finite], [y for _, y in finite], marker="o", label=label)
-        if annotations:
-            for (x, y), text in zip(zip(xs, ys), annotations[i]):
-                if y is not None and math.isfinite(y):
-                    ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    if logy:
-        ax.set_yscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title, fontsize=10)
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), dpi=110, squeeze=False)
+    for ax, (ylabel, series) in zip(axes[0], panels):
+        for i, (label, xs, ys) in enumerate(series):
+            pts = [(x, y, j) for j, (x, y) in enumerate(zip(xs, ys)) if y is not None and math.isfinite(y)]
+            if not pts:
+                continue
+            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label=label)
+            if annotations:
+                for x, y, j in pts:
+                    ax.annotate(annotations[i][j], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        if logy:
+            ax.set_yscale("log")
+        if ylabel.endswith("(%)"):
+            ax.set_ylim(-3, 103)
+        if xticks:
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(list(xticks), [f"{t:g}" for t in xticks])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

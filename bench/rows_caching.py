@@ -96,7 +96,7 @@ def caching_rows(ctx: BenchContext) -> list[Table]:
     table.add(method="uncached teacher", threshold=None, calls=ref.calls_per_run, skipped=0.0, wall=base.median,
               speedup=1.0, psnr=float("inf"), max_abs=0.0, prompted=float((ref.predicted == ref.labels).mean()),
               agrees=1.0)
-    curves: dict[str, tuple[list, list, list]] = {}
+    curves: dict[str, tuple[list, list, list, list]] = {}  # label -> skipped, psnr, prompted, thresholds
     for m, t, model in configs:
         ctx.log(f"  quality {m.label} threshold {t}")
         s = tb.sample_set(model)
@@ -105,9 +105,10 @@ def caching_rows(ctx: BenchContext) -> list[Table]:
         table.add(m.provider, method=m.label, threshold=t, calls=s.calls_per_run, skipped=ref.calls_per_run - s.calls_per_run,
                   wall=tm.median, speedup=harness.speedup(base, tm), psnr=q.psnr_db, max_abs=q.max_abs,
                   prompted=q.prompted, agrees=q.agrees)
-        xs, ys, labels = curves.setdefault(m.label, ([], [], []))
+        xs, psnr, prompted, labels = curves.setdefault(m.label, ([], [], [], []))
         xs.append(ref.calls_per_run - s.calls_per_run)
-        ys.append(min(q.psnr_db, 99.0))
+        psnr.append(q.psnr_db)
+        prompted.append(100 * q.prompted)
         labels.append(f"{t:g}")
 
     n = len(ref.labels)
@@ -121,9 +122,10 @@ def caching_rows(ctx: BenchContext) -> list[Table]:
         "speedup trails the call reduction.")
     if curves:
         name = ctx.plot_path("caching")
-        harness.plot_curves(name, [(k, v[0], v[1]) for k, v in curves.items()],
-                            annotations=[v[2] for v in curves.values()],
-                            xlabel=f"UNet calls skipped per {steps}-step run", ylabel="latent PSNR vs uncached (dB)",
-                            title="Step caching on the digits teacher (labels: threshold)")
+        harness.plot_panels(name, [("latent PSNR vs uncached (dB)", [(k, v[0], v[1]) for k, v in curves.items()]),
+                                   ("reads as prompted digit (%)", [(k, v[0], v[2]) for k, v in curves.items()])],
+                            annotations=[v[3] for v in curves.values()],
+                            xlabel=f"UNet calls skipped per {steps}-step run",
+                            title="Step caching on the digits teacher (point labels: threshold)")
         table.plots.append(name.name)
     return [table]

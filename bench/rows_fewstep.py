@@ -75,7 +75,7 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
     table.add(method=f"teacher: {tb.describe()}", steps=tb.settings["steps"], calls=ref.calls_per_run, wall=base.median,
               speedup=1.0, psnr=float("inf"), max_abs=0.0, prompted=float((ref.predicted == ref.labels).mean()),
               agrees=1.0)
-    curves: dict[str, tuple[list, list]] = {}
+    curves: dict[str, tuple[list, list, list]] = {}  # label -> steps, psnr, prompted
     for m, n, model, over in configs:
         ctx.log(f"  quality {m.label} {n} steps")
         s = tb.sample_set(model, **over)
@@ -84,9 +84,10 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
         table.add(m.provider, method=m.label, steps=n, calls=s.calls_per_run, wall=tm.median,
                   speedup=harness.speedup(base, tm), psnr=q.psnr_db, max_abs=q.max_abs, prompted=q.prompted,
                   agrees=q.agrees)
-        xs, ys = curves.setdefault(m.label, ([], []))
+        xs, psnr, prompted = curves.setdefault(m.label, ([], [], []))
         xs.append(n)
-        ys.append(q.psnr_db)
+        psnr.append(q.psnr_db)
+        prompted.append(100 * q.prompted)
 
     note = (f"Same {len(ref.labels)} samples and seeds as the caching rows; each sampler at n steps (scheduler "
             f"normal, the teacher's cfg {tb.settings['cfg']:g}) against the teacher's {tb.settings['steps']}-step "
@@ -99,8 +100,11 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
     table.notes.append(note)
     if curves:
         name = ctx.plot_path("fewstep")
-        harness.plot_curves(name, [(k, v[0], v[1]) for k, v in curves.items()], xlabel="sampling steps",
-                            ylabel=f"latent PSNR vs {tb.settings['steps']}-step teacher (dB)",
+        ref_steps = tb.settings["steps"]
+        harness.plot_panels(name, [(f"latent PSNR vs {ref_steps}-step teacher (dB)",
+                                    [(k, v[0], v[1]) for k, v in curves.items()]),
+                                   ("reads as prompted digit (%)", [(k, v[0], v[2]) for k, v in curves.items()])],
+                            xlabel="sampling steps", xticks=steps_list,
                             title="Few-step sampling of the digits teacher")
         table.plots.append(name.name)
     return [table]

@@ -10,7 +10,6 @@ only the calls that actually reach the UNet (a step cache's skipped calls do not
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 
@@ -69,7 +68,8 @@ class TeacherBench:
 
         self.teacher = teacher
         t0 = time.perf_counter()
-        path = teacher.teacher_checkpoint(log=lambda s: ctx.log("  " + s))
+        with torch.inference_mode(False):  # a first build trains it, which needs autograd
+            path = teacher.teacher_checkpoint(log=lambda s: ctx.log("  " + s))
         self.model, self.clip, self.vae = teacher.load_teacher(path)
         self.settings = dict(teacher.TEACHER_SETTINGS)
         self.digits = list(ctx.pick(range(10), smoke=(3, 7)))
@@ -123,6 +123,3 @@ class TeacherBench:
 def teacher_bench(ctx: BenchContext) -> TeacherBench:
     return ctx.memo("teacher-bench", lambda: TeacherBench(ctx))
 
-
-def finite_or_none(v: float) -> float | None:
-    return v if math.isfinite(v) else None
