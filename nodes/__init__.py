@@ -3,6 +3,7 @@ move a retired node to deprecated.py with is_deprecated=True instead."""
 
 from comfy_api.latest import ComfyExtension, io
 
+from .caching import FewStepTeaCache
 from .compare import FewStepCompare
 from .presets import FewStepPreset
 from .sampling import FewStepTCDSampler
@@ -11,6 +12,7 @@ NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
     FewStepTCDSampler,
     FewStepPreset,
+    FewStepTeaCache,
 ]
 
 

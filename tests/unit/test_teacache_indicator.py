@@ -1,0 +1,50 @@
+"""The indicator table: published coefficients as upstream TeaCache / ComfyUI-TeaCache ship
+them, and the safe relative-L1 change."""
+
+import math
+
+import pytest
+import torch
+
+from comfyui_fewstep.fewstep import teacache_indicator as ti
+
+# Upstream values (numpy poly1d order), copied from TeaCache's scripts as listed in the
+# project's research notes; a typo here would silently mis-scale every skip decision.
+UPSTREAM = {
+    "flux": (4.98651651e+02, -2.83781631e+02, 5.58554382e+01, -3.82021401e+00, 2.64230861e-01),
+    "ltxv": (2.14700694e+01, -1.28016453e+01, 2.31279151e+00, 7.92487521e-01, 9.69274326e-03),
+    "lumina2": (-8.74643948e+02, 4.66059906e+02, -7.51559762e+01, 5.32836175e+00, -3.27258296e-02),
+    "hunyuan_video": (7.33226126e+02, -4.01131952e+02, 6.75869174e+01, -3.14987800e+00, 9.61237896e-02),
+    "wan2.1_t2v_1.3B": (2.39676752e+03, -1.31110545e+03, 2.01331979e+02, -8.29855975e+00, 1.37887774e-01),
+    "wan2.1_i2v_720p_14B": (-114.36346466, 65.26524496, -18.82220707, 4.91518089, -0.23412683),
+}
+
+
+@pytest.mark.parametrize("name", sorted(UPSTREAM))
+def test_published_coefficients_are_the_upstream_ones(name):
+    assert ti.PROFILES[name].coefficients == UPSTREAM[name]
+
+
+def test_every_choice_has_a_source_and_generic_has_no_published_fit():
+    assert ti.FAMILY_CHOICES[0] == ti.AUTO and ti.GENERIC in ti.FAMILY_CHOICES
+    for p in ti.PROFILES.values():
+        assert p.source in (ti.BLOCK0, ti.TIMESTEP_EMBEDDING, ti.MODEL_INPUT)
+        assert p.published == (p.name != ti.GENERIC)
+    assert ti.PROFILES["wan2.1_t2v_14B_ret_mode"].source == ti.BLOCK0  # e0 = first block's input
+    assert ti.PROFILES["wan2.1_t2v_14B"].source == ti.TIMESTEP_EMBEDDING  # e
+
+
+def test_rel_l1():
+    a, b = torch.tensor([1.0, 2.0]), torch.tensor([1.0, 1.0])
+    assert ti.rel_l1(a, b) == pytest.approx(0.5)
+    assert ti.rel_l1(a, None) == math.inf
+    assert ti.rel_l1(a, torch.zeros(2)) == math.inf
+    assert ti.rel_l1(a, torch.ones(3)) == math.inf
+    assert ti.rel_l1(a, torch.tensor([float("nan"), 1.0])) == math.inf
+
+
+def test_per_uuid_split():
+    parts = ti.per_uuid(torch.arange(6).reshape(6, 1), 2)
+    assert [p.flatten().tolist() for p in parts] == [[0, 1, 2], [3, 4, 5]]
+    with pytest.raises(ValueError):
+        ti.per_uuid(torch.zeros(3, 1), 2)
