@@ -25,6 +25,7 @@ from .teacache_indicator import rel_l1
 
 REUSE_RULES = ("extrapolate", "reuse")
 CACHE_DEVICES = ["auto", "cpu"]
+TRACE_LIMIT = 200  # decisions listed in a run's stats (sigma, change, estimate, accumulated, skipped)
 CALIBRATION_MODES = ("use stored", "calibrate on next run", "off")
 
 
@@ -153,7 +154,7 @@ class Stats:
     skipped: int = 0
     evaluations: int = 0
     skipped_evaluations: int = 0
-    log: list = field(default_factory=list)  # (sigma, estimate, accumulated, skipped) per evaluation
+    log: list = field(default_factory=list)  # (sigma, indicator change, estimate, accumulated, skipped) per evaluation
     calibration_points: list = field(default_factory=list)  # (indicator change, output change)
     notes: list = field(default_factory=list)
 
@@ -255,7 +256,7 @@ class RunState:
         else:
             self.accumulated, self.consecutive = 0.0, 0
         if len(self.stats.log) < 1000:
-            self.stats.log.append((sigma, estimate, self.accumulated, skip))
+            self.stats.log.append((sigma, change, estimate, self.accumulated, skip))
         return skip
 
     # ---- outputs -------------------------------------------------------------------------
@@ -292,5 +293,7 @@ class RunState:
         st = self.stats
         return {"calls": st.calls, "skipped": st.skipped, "computed": st.calls - st.skipped,
                 "evaluations": st.evaluations, "speedup": round(st.speedup, 3),
-                "rescale": self.rescale.description, "notes": list(st.notes)}
+                "rescale": self.rescale.description, "notes": list(st.notes),
+                "trace": [[round(v, 6) if isinstance(v, float) and math.isfinite(v) else v for v in e]
+                          for e in st.log[:TRACE_LIMIT]]}
 
