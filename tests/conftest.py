@@ -76,12 +76,15 @@ def artifacts() -> Path:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory, tiny_sd15_path):
-    """A real ComfyUI main.py with this pack in custom_nodes/ and the tiny checkpoint installed."""
+    """A real ComfyUI main.py with this pack in custom_nodes/, the tiny random checkpoint
+    (as tiny-sd15.safetensors) and the default models that `make demo` uses."""
+    from comfyui_fewstep.tools.default_model import install_default_models
     from comfyui_fewstep.tools.server import ComfyServer, prepare_base_directory
     from comfyui_fewstep.tools.tiny_models import install_checkpoint
 
     base = prepare_base_directory(tmp_path_factory.mktemp("comfy_base"))
     install_checkpoint(tiny_sd15_path, base / "models", "tiny-sd15.safetensors")
+    install_default_models(base / "models")
     srv = ComfyServer(base, extra_args=os.environ.get("FEWSTEP_SERVER_ARGS", "").split())
     srv.start()  # raises with the server log when startup fails
     try:

@@ -77,3 +77,28 @@ def test_invalid_graph_is_rejected_at_validation(client):
     with pytest.raises(PromptRejected) as err:
         client.queue(g.to_api())
     assert "no-such-model.safetensors" in str(err.value)
+
+
+def test_demo_workflow_draws_the_prompted_digit(client):
+    """`make demo`'s workflow on the trained default model: images, and a comparison."""
+    import json
+
+    from comfyui_fewstep.tools.demo import DEMO_WORKFLOW
+    from comfyui_fewstep.tools.teacher import classify_images
+
+    graph = json.loads(DEMO_WORKFLOW.read_text())
+    result = client.run(graph)
+    assert result.status == "success", result.error
+    saved = {graph[n]["inputs"]["filename_prefix"]: out["images"] for n, out in result.outputs.items() if "images" in out}
+    assert len(saved) == 2
+    for prefix, refs in saved.items():
+        images = np.stack([_png_array(client, ref) for ref in refs])
+        assert images.shape[0] == 4 and images.std() > 0.05, prefix
+        # "seven seven seven seven": the trained teacher draws sevens at its own settings
+        if "reference" in prefix:
+            import torch
+
+            digits = classify_images(torch.from_numpy(images))
+            assert (np.asarray(digits) == 7).mean() >= 0.75, (prefix, digits)
+    texts = [out["text"][0] for out in result.outputs.values() if "text" in out]
+    assert len(texts) == 1 and texts[0].startswith("PSNR ")
