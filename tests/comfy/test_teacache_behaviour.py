@@ -1,0 +1,207 @@
+"""FewStep TeaCache's behaviour inside ComfyUI's own sampling code (tiny SD1.5 and Flux):
+samplers with several calls per step, ancestral/SDE noise, zero and repeated sigmas,
+batch > 1, per-run state (new sizes, interrupts), and coexistence with other patches."""
+
+from __future__ import annotations
+
+import functools
+import gc
+
+import pytest
+import torch
+
+from comfyui_fewstep.fewstep.teacache_state import Settings
+from comfyui_fewstep.fewstep.teacache_wrappers import KEY, apply_teacache
+from comfyui_fewstep.tools import tiny_families as tf
+
+SEED = 3
+
+
+@functools.lru_cache(maxsize=None)
+def tiny(name: str) -> tf.TinyFamily:
+    return tf.build(name, seed=0)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_single_thread(comfy):
+    import comfy.utils
+
+    threads, bar = torch.get_num_threads(), comfy.utils.PROGRESS_BAR_ENABLED
+    torch.set_num_threads(1)
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    yield
+    torch.set_num_threads(threads)
+    comfy.utils.PROGRESS_BAR_ENABLED = bar
+    tiny.cache_clear()
+    gc.collect()
+
+
+def teacache(model, threshold=0.4, family="auto", **settings):
+    stats = []
+    return apply_teacache(model, Settings(threshold, **settings), family, calibration="off",
+                          reporter=stats.append), stats
+
+
+def ksample(model, family, steps=12, sampler="euler", scheduler=None, latent=None, cfg=3.0, callback=None):
+    import comfy.sample
+
+    latent = family.latent["samples"] if latent is None else latent
+    noise = comfy.sample.prepare_noise(latent, SEED)
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, scheduler or family.scheduler, family.positive,
+                               family.negative, latent, callback=callback, seed=SEED)
+
+
+def rel_err(out, ref) -> float:
+    return ((out - ref).abs().mean() / ref.abs().mean()).item()
+
+
+@pytest.mark.parametrize("sampler, calls_per_step", [
+    ("heun", 2), ("dpmpp_2s_ancestral", 2), ("euler_ancestral", 1), ("dpmpp_sde", 2), ("dpmpp_2m_sde", 1),
+])
+def test_samplers_with_several_calls_per_step_and_noise(sampler, calls_per_step):
+    family = tiny("sd15")
+    model, stats = teacache(family.model, 0.4)
+    out = ksample(model, family, sampler=sampler)
+    ref = ksample(family.model, family, sampler=sampler)
+    s = stats[-1]
+    assert torch.isfinite(out).all()
+    assert s["evaluations"] >= 12 * calls_per_step - 2
+    assert s["skipped"] > 0
+    assert rel_err(out, ref) < 0.1
+
+
+@pytest.mark.parametrize("sigmas", [
+    [14.6, 14.6, 6.0, 3.0, 3.0, 1.0, 0.5, 0.0],  # repeated sigmas (zero-length steps)
+    [10.0, 5.0, 2.0, 1.0, 0.0, 0.0],  # a trailing repeated zero
+    [8.0, 4.0, 4.0, 4.0, 2.0, 1.0, 0.3],  # ends above zero
+])
+@pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])
+def test_zero_and_repeated_sigmas(sigmas, sampler):
+    """Some of these schedules make core samplers themselves produce NaN (k-diffusion
+    divides by a zero sigma): TeaCache must never add a NaN or an error of its own."""
+    import comfy.sample
+    import comfy.samplers
+
+    family = tiny("sd15")
+    latent = family.latent["samples"]
+    noise = comfy.sample.prepare_noise(latent, SEED)
+
+    def run(model):
+        return comfy.sample.sample_custom(model, noise, 3.0, comfy.samplers.sampler_object(sampler),
+                                          torch.tensor(sigmas), family.positive, family.negative, latent, seed=SEED)
+
+    ref = run(family.model)
+    off, _ = teacache(family.model, 0.0)
+    torch.testing.assert_close(run(off), ref, rtol=0, atol=0, equal_nan=True)
+    model, stats = teacache(family.model, 5.0)
+    out = run(model)
+    assert stats[-1]["completed"]
+    assert torch.equal(torch.isfinite(out), torch.isfinite(ref))
+
+
+def test_batch_of_three():
+    family = tiny("sd15")
+    latent = torch.zeros(3, 4, 8, 8)
+    model, stats = teacache(family.model, 0.4)
+    out = ksample(model, family, latent=latent)
+    ref = ksample(family.model, family, latent=latent)
+    assert out.shape == (3, 4, 8, 8) and stats[-1]["skipped"] > 0
+    for i in range(3):  # every sample of the batch stays close, not just the mean
+        assert rel_err(out[i], ref[i]) < 0.05
+
+
+def test_each_run_starts_fresh_after_size_batch_and_step_changes_and_errors():
+    family = tiny("sd15")
+    model, stats = teacache(family.model, 0.4)
+    first = ksample(model, family)
+    ksample(model, family, latent=torch.zeros(1, 4, 16, 16))
+    ksample(model, family, latent=torch.zeros(2, 4, 8, 8), steps=7)
+
+    class Stop(Exception):
+        pass
+
+    def interrupt(step, *args):
+        if step == 5:
+            raise Stop()
+
+    with pytest.raises(Stop):
+        ksample(model, family, callback=interrupt)
+    assert stats[-1]["completed"] is False  # reported, even on error
+    assert torch.equal(ksample(model, family), first)  # nothing leaked from the runs before
+    assert KEY + "_run" not in model.model_options["transformer_options"]
+
+
+def test_the_input_model_is_untouched_and_other_wrappers_still_run():
+    import comfy.patcher_extension as pe
+
+    family = tiny("sd15")
+    outer, inner = [], []
+    base = family.model.clone()
+    base.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "other_pack", lambda ex, *a, **k: outer.append(1) or ex(*a, **k))
+    before = repr(base.model_options)
+    model, stats = teacache(base, 0.4)
+    assert repr(base.model_options) == before and base.wrappers.get(pe.WrappersMP.APPLY_MODEL, {}).get(KEY) is None
+    counted = model.clone()
+    counted.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "counter", lambda ex, *a, **k: inner.append(1) or ex(*a, **k))
+    ksample(counted, family)
+    s = stats[-1]
+    assert s["skipped"] > 0
+    # SD1.5 skips above the UNet (APPLY_MODEL): other packs' UNet wrappers see exactly the computed calls
+    assert len(outer) == len(inner) == s["calls"] - s["skipped"]
+
+
+def test_a_second_teacache_node_replaces_the_first():
+    import comfy.patcher_extension as pe
+
+    family = tiny("sd15")
+    once, _ = teacache(family.model, 0.4)
+    twice, stats = teacache(once, 0.0)
+    for kind in (pe.WrappersMP.OUTER_SAMPLE, pe.WrappersMP.APPLY_MODEL, pe.WrappersMP.CALC_COND_BATCH):
+        assert len(twice.wrappers[kind][KEY]) == 1
+    assert torch.equal(ksample(twice, family), ksample(family.model, family))
+    assert stats[-1]["skipped"] == 0
+
+
+def test_an_existing_first_block_patch_is_chained_not_replaced():
+    family = tiny("flux")
+    calls = []
+
+    def other_patch(args, extra):
+        calls.append(1)
+        out = extra["original_block"](args)
+        return {"img": out["img"] * 1.0, "txt": out["txt"]}
+
+    patched = family.model.clone()
+    patched.set_model_patch_replace(other_patch, "dit", "double_block", 0)
+    model, stats = teacache(patched, 0.8)
+    ksample(model, family)
+    s = stats[-1]
+    assert s["skipped"] > 0 and len(calls) == s["calls"] - s["skipped"]
+
+
+def test_a_first_block_patch_set_after_teacache_is_reported_not_crashed():
+    family = tiny("flux")
+    model, stats = teacache(family.model, 0.8)
+    model.set_model_patch_replace(lambda args, extra: extra["original_block"](args), "dit", "double_block", 0)
+    out = ksample(model, family)
+    assert torch.equal(out, ksample(family.model, family))
+    assert stats[-1]["skipped"] == 0 and any("not reached" in n for n in stats[-1]["notes"])
+
+
+def test_cpu_cache_device_gives_the_same_result():
+    family = tiny("sd15")
+    auto, _ = teacache(family.model, 0.4)
+    cpu, stats = teacache(family.model, 0.4, cache_device="cpu")
+    assert torch.equal(ksample(auto, family), ksample(cpu, family)) and stats[-1]["skipped"] > 0
+
+
+def test_max_consecutive_skips_and_window_through_the_sampler():
+    family = tiny("sd15")
+    model, stats = teacache(family.model, 100.0, max_consecutive_skips=1, start_percent=0.2, end_percent=0.8)
+    ksample(model, family, steps=20)
+    trace = stats[-1]["trace"]
+    skipped = [t[4] for t in trace]
+    assert any(skipped) and not any(a and b for a, b in zip(skipped, skipped[1:]))
+    ms = family.model.model.model_sampling
+    hi, lo = ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8)
+    assert all(lo < t[0] <= hi for t in trace if t[4])
