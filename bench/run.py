@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import platform
 import shlex
 import sys
@@ -94,11 +95,11 @@ def environment(date: str) -> harness.Environment:
     if device.type == "cuda":
         dev += f" ({torch.cuda.get_device_name(device)})"
     return harness.Environment(
-        date=date, cores=len(__import__("os").sched_getaffinity(0)), cpu=harness.cpu_model(),
+        date=date, cores=len(os.sched_getaffinity(0)), cpu=harness.cpu_model(),
         memory_gib=harness.memory_gib(), python=platform.python_version(), torch=torch.__version__,
         comfyui=comfyui_version.__version__, attention=f"{ATTENTION_NAMES.get(name, name)} (`{name}`)",
         device=dev, dtype=str(mm.unet_dtype(weight_dtype=torch.float16)).replace("torch.", ""),
-        extra={"torch threads": str(torch.get_num_threads()), "Python": platform.python_version()})
+        extra={"torch CPU threads": str(torch.get_num_threads()), "Python": platform.python_version()})
 
 
 def command_line(args: argparse.Namespace, argv) -> str:
@@ -131,7 +132,7 @@ def main(argv=None) -> int:
     ctx.log(f"FewStep bench: preset {args.preset}, {args.repeats} repeats, {env.attention}, {env.device}")
 
     tables: list[harness.Table] = []
-    failures = []
+    failures, family_times = [], []
     for name in [n for n in families if n in wanted]:
         fam = families[name]
         ctx.log(f"[{name}] {fam.title}")
@@ -143,10 +144,12 @@ def main(argv=None) -> int:
             traceback.print_exc()
             failures.append(name)
             tables.append(harness.Table(name, fam.title, [], notes=[f"**Failed**: `{type(e).__name__}: {e}`"]))
+        family_times.append(f"{name} {(time.perf_counter() - t0) / 60:.1f} min")
         ctx.log(f"[{name}] {time.perf_counter() - t0:.0f} s")
     ctx.free_models()
 
     total = time.perf_counter() - t_start
+    env.extra["time per row family"] = ", ".join(family_times)
     md = harness.render_markdown(env, tables, command_line(args, argv), total_s=total, load=load.report(),
                                  repeats=args.repeats)
     dated, latest = harness.write_report(ctx.out_dir, md, ctx.date)
