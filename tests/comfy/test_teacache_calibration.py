@@ -1,0 +1,142 @@
+"""Calibration in ComfyUI: the model fingerprint, one full run that fits and stores the
+polynomial, later runs that use it, and logged fallbacks for unusable files."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import json
+import logging
+
+import pytest
+import torch
+
+from comfyui_fewstep.fewstep import teacache_calibration as cal
+from comfyui_fewstep.fewstep.teacache_state import Settings
+from comfyui_fewstep.fewstep.teacache_wrappers import apply_teacache
+from comfyui_fewstep.tools import tiny_families as tf
+
+STEPS = 12
+
+
+@functools.lru_cache(maxsize=None)
+def tiny(name: str, seed: int = 0) -> tf.TinyFamily:
+    return tf.build(name, seed=seed)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_single_thread(comfy):
+    import comfy.utils
+
+    threads, bar = torch.get_num_threads(), comfy.utils.PROGRESS_BAR_ENABLED
+    torch.set_num_threads(1)
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    yield
+    torch.set_num_threads(threads)
+    comfy.utils.PROGRESS_BAR_ENABLED = bar
+    tiny.cache_clear()
+    gc.collect()
+
+
+def sample(model, family):
+    import nodes
+
+    return nodes.common_ksampler(model, 5, STEPS, 3.0, family.sampler, family.scheduler, family.positive,
+                                 family.negative, family.latent)[0]["samples"]
+
+
+def with_teacache(model, root, calibration, threshold=0.3, family="auto"):
+    stats = []
+    return apply_teacache(model, Settings(threshold), family, calibration, store_root=root,
+                          reporter=stats.append), stats
+
+
+def test_fingerprint_identifies_the_weights_not_the_object_or_its_load_state(comfy):
+    import comfy.model_management as mm
+
+    a, b, other = tiny("sd15").model, tf.build("sd15", seed=0).model, tiny("sd15", seed=1).model
+    fp = cal.fingerprint(a)
+    assert len(fp) == 64 and fp == cal.fingerprint(b) and fp != cal.fingerprint(other)
+    lora = a.clone()
+    key = "diffusion_model.input_blocks.1.1.proj_in.weight"
+    weight = a.model.state_dict()[key]
+    lora.add_patches({key: (torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.01,)}, 1.0)
+    half = a.clone()
+    half.add_patches({key: lora.patches[key][0][1]}, 0.5)
+    fp_lora = cal.fingerprint(lora)
+    assert len({fp, fp_lora, cal.fingerprint(half)}) == 3  # a LoRA and its strength count
+    mm.load_models_gpu([lora])  # the shared weights are patched in place now
+    try:
+        assert lora.model.current_weight_patches_uuid is not None
+        assert cal.fingerprint(lora) == fp_lora and cal.fingerprint(a) == fp  # ... and nothing moved
+    finally:
+        mm.unload_all_models()
+
+
+@pytest.mark.parametrize("name", tf.FAMILIES)
+def test_one_full_run_calibrates_and_later_runs_use_it(tmp_path, name):
+    """After calibration the threshold means the same on every family (estimated relative
+    output change): at 0.6 each tiny model skipped 5-18 calls at 0.04-0.13 relative error
+    (measured), where the published polynomials needed thresholds from 0.1 to 3000."""
+    family = tiny(name)
+    model, stats = with_teacache(family.model, tmp_path, "calibrate on next run")
+    reference = sample(family.model, family)
+    assert torch.equal(sample(model, family), reference)  # the calibration run computes every call
+    first = stats[-1]
+    assert first["skipped"] == 0 and first["calibration"]["status"].startswith("calibrated and saved")
+    path = cal.path_for(tmp_path, cal.fingerprint(family.model))
+    doc = json.loads(path.read_text())
+    assert doc["fingerprint"] == cal.fingerprint(family.model) and str(STEPS) in doc["fits"]
+    assert len(doc["fits"][str(STEPS)]["points"]) >= STEPS - 3
+
+    sample(model, family)  # the same MODEL again: no second calibration, the stored fit is used
+    assert stats[-1]["calibration"]["status"] == f"stored fit ({STEPS} steps)"
+    fresh, fresh_stats = with_teacache(family.model, tmp_path, "use stored", threshold=0.6)  # found by fingerprint
+    out = sample(fresh, family)
+    s = fresh_stats[-1]
+    assert s["rescale"] == f"stored fit ({STEPS} steps)" and s["skipped"] > 0
+    assert ((out - reference).abs().mean() / reference.abs().mean()).item() < 0.2
+
+
+def test_other_weights_find_no_calibration_and_off_never_reads(tmp_path):
+    family = tiny("sd15")
+    model, _ = with_teacache(family.model, tmp_path, "calibrate on next run")
+    sample(model, family)
+    other, stats = with_teacache(tiny("sd15", seed=1).model, tmp_path, "use stored")
+    sample(other, family)
+    assert stats[-1]["calibration"]["status"] == "none stored for this model"
+    off, stats = with_teacache(family.model, tmp_path, "off")
+    sample(off, family)
+    assert stats[-1]["calibration"] == {"mode": "off", "status": "off"}
+    assert stats[-1]["rescale"].startswith("online ratio")
+
+
+@pytest.mark.parametrize("content", ["{ truncated", json.dumps({"format": cal.FORMAT, "version": 1, "fingerprint": "0" * 64, "fits": {}})])
+def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tmp_path, caplog, content):
+    family = tiny("sd15")
+    cal.path_for(tmp_path, cal.fingerprint(family.model)).write_text(content)
+    model, stats = with_teacache(family.model, tmp_path, "use stored")
+    with caplog.at_level(logging.WARNING, logger="FewStep.TeaCache"):
+        out = sample(model, family)
+    assert torch.isfinite(out).all()
+    assert stats[-1]["calibration"]["status"].startswith("ignored")
+    assert stats[-1]["rescale"].startswith("online ratio")
+    assert any("ignoring calibration" in r.getMessage() for r in caplog.records)
+
+
+def test_an_interrupted_calibration_run_stores_nothing(tmp_path):
+    import comfy.sample
+
+    family = tiny("sd15")
+    model, stats = with_teacache(family.model, tmp_path, "calibrate on next run")
+    latent = family.latent["samples"]
+
+    def stop(step, *args):
+        if step == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        comfy.sample.sample(model, comfy.sample.prepare_noise(latent, 1), STEPS, 3.0, "euler", family.scheduler,
+                            family.positive, family.negative, latent, callback=stop)
+    assert stats[-1]["completed"] is False
+    assert not any(tmp_path.iterdir())
