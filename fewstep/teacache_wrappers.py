@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 
 import torch
 
@@ -223,6 +224,7 @@ def apply_model_wrapper(executor, *args, **kwargs):
     run: RunState | None = to.get(RUN_KEY)
     if run is None:
         return executor(*args, **kwargs)
+    start = time.perf_counter()
     x, t = args[0], args[1]
     uuids = _uuids(to, x.shape[0])
     sigma = _sigma(to, t)
@@ -234,12 +236,17 @@ def apply_model_wrapper(executor, *args, **kwargs):
     sig = t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
     if run.decide(uuids, sigma, indicators, xs):
         d = torch.cat(run.predictions(uuids, sigma, x.device))
-        return (x - sig * d.to(x.dtype)).float()
+        out = (x - sig * d.to(x.dtype)).float()
+        run.overhead += time.perf_counter() - start
+        return out
+    run.overhead += time.perf_counter() - start
     out = executor(*args, **kwargs)
+    start = time.perf_counter()
     if sigma > 0:
         run.computed(uuids, sigma, per_uuid((x - out) / sig, len(uuids)), xs)
     else:
         run.pending = None
+    run.overhead += time.perf_counter() - start
     return out
 
 
@@ -260,6 +267,7 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
     run: RunState | None = to.get(RUN_KEY)
     if run is None:
         return executor(*args, **kwargs)
+    start = time.perf_counter()
     x = args[0]
     uuids = _uuids(to, x.shape[0])
     sigma = _sigma(to, args[1])
@@ -272,7 +280,10 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
         emb = timestep_embedding(profile.architecture, executor.class_obj, x, args[1])
         skip = run.decide(uuids, sigma, per_uuid(emb, len(uuids)), xs)
     if skip:
-        return torch.cat(run.predictions(uuids, sigma, x.device)).to(x.dtype)
+        out = torch.cat(run.predictions(uuids, sigma, x.device)).to(x.dtype)
+        run.overhead += time.perf_counter() - start
+        return out
+    run.overhead += time.perf_counter() - start
     if profile.source == BLOCK0 and run.decision is None:
         run.armed = (executor.class_obj, uuids, sigma, xs)
         try:
@@ -286,7 +297,9 @@ def diffusion_model_wrapper(executor, *args, **kwargs):
             return out
     else:
         out = executor(*args, **kwargs)
+    start = time.perf_counter()
     run.computed(uuids, sigma, per_uuid(out, len(uuids)), xs)
+    run.overhead += time.perf_counter() - start
     return out
 
 
@@ -298,10 +311,13 @@ def _block0_patch(previous):
         run: RunState | None = to.get(RUN_KEY)
         armed = getattr(run, "armed", None) if run is not None else None
         if armed is not None:
+            start = time.perf_counter()
             run.armed = None
             dm, uuids, sigma, xs = armed
             ind = block0_modulated_input(run.profile.architecture, dm, args)
-            if run.decide(uuids, sigma, per_uuid(ind, len(uuids)), xs):
+            skip = run.decide(uuids, sigma, per_uuid(ind, len(uuids)), xs)
+            run.overhead += time.perf_counter() - start
+            if skip:
                 raise SkipBlocks()
         if previous is not None:
             return previous(args, extra)

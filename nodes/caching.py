@@ -49,7 +49,7 @@ class FewStepTeaCache(io.ComfyNode):
             inputs=[
                 io.Model.Input("model", tooltip="The model to speed up; it is cloned, the input stays unchanged."),
                 io.Float.Input(
-                    "threshold", default=0.2, min=0.0, max=10.0, step=0.01,
+                    "threshold", default=0.1, min=0.0, max=10.0, step=0.01,
                     tooltip="Budget of accumulated estimated relative output change before a call must be computed. "
                     "Higher = more calls skipped, more error. 0 = never skip (identical to the unpatched model). "
                     f"Published TeaCache values: {_RECOMMENDED}."),
@@ -100,10 +100,10 @@ class FewStepTeaCache(io.ComfyNode):
             raise ValueError(f"FewStep TeaCache: {problem}")
         settings = Settings(float(threshold), float(start_percent), float(end_percent), int(max_consecutive_skips),
                             cache_device)
+        node_id = getattr(cls.hidden, "unique_id", None)  # None when called outside a prompt (bench, tests)
         try:
-            patched = apply_teacache(model, settings, model_family, calibration, node_id=cls.hidden.unique_id,
-                                     reporter=send_stats)
+            patched = apply_teacache(model, settings, model_family, calibration, node_id=node_id, reporter=send_stats)
         except FamilyError as e:
             raise ValueError(f"FewStep TeaCache: {e}") from e
-        logging.debug("FewStep TeaCache on node %s: %s", cls.hidden.unique_id, settings)
+        logging.debug("FewStep TeaCache on node %s: %s", node_id, settings)
         return io.NodeOutput(patched)

@@ -114,11 +114,13 @@ def test_online_ratio_refuses_to_skip_before_it_has_learnt_a_ratio():
 def test_extrapolation_is_linear_in_sigma_bounded_and_safe():
     from comfyui_fewstep.fewstep.teacache_state import Cond
 
+    from comfyui_fewstep.fewstep.teacache_state import EXTRAPOLATION_LIMIT as k
+
     c = Cond()
     c.remember(4.0, torch.tensor([4.0]), (1,))
     c.remember(3.0, torch.tensor([3.0]), (1,))  # prediction = sigma: a line
-    assert torch.allclose(c.predict(2.5, "extrapolate", "cpu"), torch.tensor([2.5]))
-    assert torch.allclose(c.predict(0.0, "extrapolate", "cpu"), torch.tensor([2.0]))  # at most one interval
+    assert torch.allclose(c.predict(2.5, "extrapolate", "cpu"), torch.tensor([3.0 - 0.5 * k]))  # damped trend
+    assert torch.allclose(c.predict(0.0, "extrapolate", "cpu"), torch.tensor([3.0 - k]))  # at most one interval
     assert torch.allclose(c.predict(2.5, "reuse", "cpu"), torch.tensor([3.0]))
     c.remember(3.0, torch.tensor([7.0]), (1,))  # repeated sigma (Heun): plain reuse, no 0/0
     assert torch.allclose(c.predict(2.0, "extrapolate", "cpu"), torch.tensor([7.0]))
