@@ -5,9 +5,10 @@ are tested on plain functions (tests/unit/test_bench_harness.py).
 
 - Every timed variant runs once untimed first (warm-up), then `repeats` times; figures are
   medians of those repeats.
-- Variants that are compared run interleaved in the same process (A B C, B C A, C A B, ...),
-  so load from other processes hits them alike; a speedup is the median of the per-repeat
-  ratios base/variant, never a ratio of numbers taken at different times.
+- Variants that are compared run interleaved in the same process (A B C, B C A, C A B, ...;
+  or, for many short variants, each right next to its own base run: `paired`), so load from
+  other processes hits them alike; a speedup is the median of the per-repeat ratios
+  base/variant, never a ratio of numbers taken at different times.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class Timing:
     seconds: list[float]
     warmup: list[float] = field(default_factory=list)
     result: Any = None  # what the last call returned
+    base_seconds: list[float] | None = None  # paired(): the base run next to each repeat
 
     @property
     def median(self) -> float:
@@ -85,11 +87,42 @@ def side_by_side(variants: dict[str, Callable[[], Any]], repeats: int = 3, warmu
     return {n: Timing(secs[n], warm[n], results.get(n)) for n in names}
 
 
+def paired(base: Callable[[], Any], variants: dict[str, Callable[[], Any]], repeats: int = 3,
+           warmup: int = 1) -> tuple[Timing, dict[str, Timing]]:
+    """Each variant timed right next to its own run of `base` (base first on even repeats,
+    second on odd ones), after one warm-up of everything. For many short variants on a
+    shared machine: a load burst hits a variant and the base it is compared with alike.
+    Returns (every base run, {name: variant Timing with .base_seconds})."""
+    if repeats < 1:
+        raise ValueError("repeats must be >= 1")
+    warm_base = [_timed(base)[0] for _ in range(warmup)]
+    warm = {n: [_timed(fn)[0] for _ in range(warmup)] for n, fn in variants.items()}
+    all_base, base_result = [], None
+    secs = {n: [] for n in variants}
+    pairs = {n: [] for n in variants}
+    results: dict[str, Any] = {}
+    for r in range(repeats):
+        for n, fn in variants.items():
+            if r % 2 == 0:
+                tb, base_result = _timed(base)
+                tv, results[n] = _timed(fn)
+            else:
+                tv, results[n] = _timed(fn)
+                tb, base_result = _timed(base)
+            secs[n].append(tv)
+            pairs[n].append(tb)
+            all_base.append(tb)
+    out = {n: Timing(secs[n], warm[n], results.get(n), base_seconds=pairs[n]) for n in variants}
+    return Timing(all_base, warm_base, base_result), out
+
+
 def speedup(base: Timing, variant: Timing) -> float:
-    """Median of the per-repeat ratios base/variant (> 1: the variant is faster)."""
-    if len(base.seconds) != len(variant.seconds):
+    """Median of the per-repeat ratios base/variant (> 1: the variant is faster). A variant
+    timed by paired() is compared with the base runs next to it."""
+    base_secs = variant.base_seconds if variant.base_seconds is not None else base.seconds
+    if len(base_secs) != len(variant.seconds):
         raise ValueError("speedup needs timings taken side by side (same number of repeats)")
-    return statistics.median(b / v for b, v in zip(base.seconds, variant.seconds))
+    return statistics.median(b / v for b, v in zip(base_secs, variant.seconds))
 
 
 class Stopwatch:
@@ -259,7 +292,7 @@ def render_markdown(env: Environment, tables: Sequence[Table], command: str, *, 
         lines.append(f"- {k}: {v}")
     facts = [f"Batch 1. Each timed variant runs once as warm-up, then {repeats} timed repeat{'s' if repeats != 1 else ''}; "
              "times are medians. "
-             "Speedups are medians of per-repeat ratios of variants run interleaved in the same process."]
+             "Speedups are medians of per-repeat ratios of variants run interleaved with their base in the same process."]
     if total_s is not None:
         facts.append(f"Total benchmark wall time: {total_s / 60:.1f} min.")
     if load is not None:

@@ -65,11 +65,9 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
                 over["cfg"] = m.cfg
             configs.append((m, n, model, over))
 
-    variants = {"30 steps": tb.timing_run(tb.model)}
-    variants.update({f"{m.label}@{n}": tb.timing_run(model, **over) for m, n, model, over in configs})
-    ctx.log(f"  timing {len(variants)} variants x {ctx.repeats} repeats")
-    timings = harness.side_by_side(variants, ctx.repeats)
-    base = timings["30 steps"]
+    variants = {f"{m.label}@{n}": tb.timing_run(model, **over) for m, n, model, over in configs}
+    ctx.log(f"  timing {len(variants)} variants x {ctx.repeats} repeats, each next to a 30-step run")
+    base, timings = harness.paired(tb.timing_run(tb.model), variants, ctx.repeats)
 
     table = Table("fewstep", f"Few-step sampling vs the teacher's {tb.settings['steps']} steps ({tb.version})", COLUMNS)
     table.add(method=f"teacher: {tb.describe()}", steps=tb.settings["steps"], calls=ref.calls_per_run, wall=base.median,

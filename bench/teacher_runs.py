@@ -116,8 +116,17 @@ class TeacherBench:
                        float((candidate.predicted == reference.predicted).mean()))
 
     def timing_run(self, model, **overrides):
-        """One batch-1 sampling run (digit 7, seed 7): the unit every wall time times."""
-        return lambda: self.sample(model, 7, 1, 7, **overrides)
+        """One batch-1 sampling run (digit 7, seed 7): the unit every wall time times.
+        Returns a callable whose result is the UNet calls that run made (a cache may skip a
+        different number than on the quality runs' batches)."""
+        counted, counter = with_call_counter(model)
+
+        def run():
+            before = counter.calls
+            self.sample(counted, 7, 1, 7, **overrides)
+            return counter.calls - before
+
+        return run
 
 
 def teacher_bench(ctx: BenchContext) -> TeacherBench:

@@ -60,6 +60,20 @@ def test_side_by_side_can_share_one_warm_up_for_long_calls():
     assert len(timings["a"].warmup) == 1 and timings["b"].warmup == []
 
 
+def test_paired_runs_each_variant_next_to_its_own_base_run():
+    order = []
+    base = lambda: order.append("base") or "b"  # noqa: E731
+    variants = {name: (lambda n=name: order.append(n) or n) for name in "xy"}
+    base_t, timings = harness.paired(base, variants, repeats=2)
+    assert order[:3] == ["base", "x", "y"]  # warm-up of everything
+    assert order[3:] == ["base", "x", "base", "y", "x", "base", "y", "base"]  # base first, then second
+    assert len(base_t.seconds) == 4 and base_t.result == "b"
+    assert [len(timings[n].base_seconds) for n in "xy"] == [2, 2]
+    # the speedup of a paired variant uses its own neighbours, not the other base runs
+    v = Timing([1.0, 1.0], base_seconds=[3.0, 5.0])
+    assert harness.speedup(Timing([100.0] * 4), v) == 4.0
+
+
 def test_stopwatch_accumulates_named_laps():
     sw = harness.Stopwatch()
     for _ in range(2):
