@@ -57,7 +57,7 @@ def test_stats_appear_on_the_teacache_node_after_a_run(page, artifacts):
     assert "sd15 · generic · model input" in text
     stats = page.evaluate(f"() => app.graph.getNodeById({tc}).fewstepCacheStats")
     assert stats["node"] == str(tc) and stats["skipped"] == skipped
-    values = page.evaluate(f"() => app.graph.getNodeById({tc}).widgets_values")
+    values = page.evaluate(f"() => app.graph.getNodeById({tc}).serialize().widgets_values")
     assert values == [0.4, 0, 1, 0, "auto", "auto", "off"], "the stats display must not be saved as an input"
     page.evaluate(f"() => {{ app.canvas.centerOnNode(app.graph.getNodeById({tc})); app.canvas.setDirty(true, true); }}")
     page.screenshot(path=str(artifacts / "browser-teacache-stats.png"))
