@@ -199,6 +199,7 @@ class RunState:
         self.sampler = ""
         self.armed = None
         self.overhead = 0.0  # seconds the wrappers spent outside the model (measured, for the stats)
+        self.blocked: str | None = None
 
     # ---- bookkeeping ---------------------------------------------------------------------
     def new_evaluation(self) -> None:
@@ -216,13 +217,18 @@ class RunState:
         """The first and last steps are always computed; so is everything outside
         [start_percent, end_percent], and a call after max_consecutive_skips skips."""
         s = self.settings
-        if self.calibrating or s.threshold <= 0 or not math.isfinite(sigma) or sigma <= 0:
+        if self.calibrating or self.blocked or s.threshold <= 0 or not math.isfinite(sigma) or sigma <= 0:
             return False
         if self.stats.evaluations <= 1 or sigma >= self.first_sigma or sigma <= self.last_step_sigma * (1 + 1e-6):
             return False
         if not (self.end_sigma < sigma <= self.start_sigma):
             return False
         return not (s.max_consecutive_skips > 0 and self.consecutive >= s.max_consecutive_skips)
+
+    def block(self, why: str) -> None:
+        """Compute every call of this run, and say why in the stats."""
+        self.blocked = why
+        self.stats.notes.append(why)
 
     # ---- the decision --------------------------------------------------------------------
     def decide(self, uuids: list, sigma: float, indicators: list[torch.Tensor] | None,

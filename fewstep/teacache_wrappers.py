@@ -132,6 +132,24 @@ def _rescale_for(config: TeaCacheConfig, profile: Profile, model_patcher, steps:
     return OnlineRatio(), False, info, fp
 
 
+def _start_run(config: TeaCacheConfig, guider, args) -> RunState:
+    noise, sampler, sigmas = args[0], args[2], args[3]
+    steps = max(len(sigmas) - 1, 0)
+    profile = for_latent(config.profile, tuple(noise.shape), config.auto)
+    rescale, calibrating, info, fp = _rescale_for(config, profile, guider.model_patcher, steps)
+    ms = guider.model_patcher.model.model_sampling
+    s = config.settings
+    run = RunState(s, rescale, sigmas.flatten().tolist(), float(ms.percent_to_sigma(s.start_percent)),
+                   float(ms.percent_to_sigma(s.end_percent)), calibrating=calibrating)
+    run.profile, run.calibration_info, run.steps, run.fingerprint = profile, info, steps, fp
+    run.sampler = getattr(getattr(sampler, "sampler_function", None), "__name__", type(sampler).__name__)
+    if guider.model_options.get("context_handler") is not None:
+        # Context windows run several x windows per step under the same conds: one cache
+        # per cond cannot tell them apart, so this run computes every call.
+        run.block("context windows are active: every call is computed")
+    return run
+
+
 def outer_sample_wrapper(executor, *args, **kwargs):
     import comfy.model_patcher
 
@@ -140,19 +158,13 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     guider.model_options = comfy.model_patcher.create_model_options_clone(original)
     to = guider.model_options.setdefault("transformer_options", {})
     config: TeaCacheConfig = to[KEY]
-    noise, sigmas = args[0], args[3]
     run, completed = None, False
     try:
-        steps = max(len(sigmas) - 1, 0)
-        profile = for_latent(config.profile, tuple(noise.shape), config.auto)
-        rescale, calibrating, info, fp = _rescale_for(config, profile, guider.model_patcher, steps)
-        ms = guider.model_patcher.model.model_sampling
-        s = config.settings
-        run = RunState(s, rescale, sigmas.flatten().tolist(), float(ms.percent_to_sigma(s.start_percent)),
-                       float(ms.percent_to_sigma(s.end_percent)), calibrating=calibrating)
-        run.profile, run.calibration_info, run.steps, run.fingerprint = profile, info, steps, fp
-        run.sampler = getattr(getattr(args[2], "sampler_function", None), "__name__", type(args[2]).__name__)
-        to[RUN_KEY] = run
+        try:
+            run = _start_run(config, guider, args)
+            to[RUN_KEY] = run
+        except Exception:  # noqa: BLE001 - bookkeeping must never stop a sampling run
+            log.exception("FewStep TeaCache: could not prepare this run; sampling without it")
         out = executor(*args, **kwargs)
         completed = True
         return out

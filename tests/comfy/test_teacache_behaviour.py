@@ -205,3 +205,31 @@ def test_max_consecutive_skips_and_window_through_the_sampler():
     ms = family.model.model.model_sampling
     hi, lo = ms.percent_to_sigma(0.2), ms.percent_to_sigma(0.8)
     assert all(lo < t[0] <= hi for t in trace if t[4])
+
+
+def test_context_windows_compute_every_call_and_say_why():
+    """ComfyUI's context windows run several latent windows per step under one cond:
+    a cache per cond cannot tell them apart, so TeaCache steps aside for such runs."""
+    import comfy.context_windows
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+
+    family = tiny("wan21")  # windows over the frames of a video latent
+    windows = ContextWindowsManualNode.execute(family.model, 4, 1, comfy.context_windows.ContextSchedules.STATIC_STANDARD,
+                                               1, False, comfy.context_windows.ContextFuseMethods.PYRAMID, 2).args[0]
+    model, stats = teacache(windows, 1e6)
+    latent = torch.zeros(1, 16, 6, 8, 8)
+    assert torch.equal(ksample(model, family, latent=latent), ksample(windows, family, latent=latent))
+    assert stats[-1]["skipped"] == 0 and any("context windows" in n for n in stats[-1]["notes"])
+
+
+def test_a_run_that_cannot_be_prepared_samples_without_teacache(caplog):
+    """Bookkeeping failures never stop sampling: here the schedule is garbage for TeaCache."""
+    import logging
+
+    family = tiny("sd15")
+    model, stats = teacache(family.model, 0.4)
+    model.model_options["transformer_options"][KEY].profile = None  # corrupt the node's config
+    with caplog.at_level(logging.ERROR, logger="FewStep.TeaCache"):
+        out = ksample(model, family)
+    assert torch.equal(out, ksample(family.model, family)) and stats == []
+    assert any("sampling without it" in r.getMessage() for r in caplog.records)
