@@ -5,14 +5,19 @@ from comfy_api.latest import ComfyExtension, io
 
 from .caching import FewStepTeaCache
 from .compare import FewStepCompare
+from .lora_loader import FewStepLoraLoader
 from .presets import FewStepPreset
+from .routes import register_routes
 from .sampling import FewStepTCDSampler
+
+register_routes()  # GET /fewstep/lora_info for the LoRA badge; once, only when a server runs
 
 NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
     FewStepTCDSampler,
     FewStepPreset,
     FewStepTeaCache,
+    FewStepLoraLoader,
 ]
 
 

@@ -17,7 +17,34 @@ from .workflows import WORKFLOWS, api_workflows
 
 # Models a workflow needs, for the frontend's missing-model download dialog:
 # file name -> (models subfolder, download url or None when it is built locally).
-MODEL_SOURCES: dict[str, tuple[str, str | None]] = {}
+# LoRAs published as `pytorch_lora_weights.safetensors` get a telling name here (a browser
+# download keeps the URL's name: rename the file to the one listed).
+_HF = "https://huggingface.co"
+MODEL_SOURCES: dict[str, tuple[str, str | None]] = {
+    "v1-5-pruned-emaonly-fp16.safetensors": (
+        "checkpoints", f"{_HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors"),
+    "sd_xl_base_1.0.safetensors": (
+        "checkpoints", f"{_HF}/stabilityai/stable-diffusion-xl-base-1.0/resolve/main/sd_xl_base_1.0.safetensors"),
+    "lcm-lora-sdv1-5.safetensors": (
+        "loras", f"{_HF}/latent-consistency/lcm-lora-sdv1-5/resolve/main/pytorch_lora_weights.safetensors"),
+    "Hyper-SD15-8steps-lora.safetensors": (
+        "loras", f"{_HF}/ByteDance/Hyper-SD/resolve/main/Hyper-SD15-8steps-lora.safetensors"),
+    "TCD-SD15-LoRA.safetensors": ("loras", f"{_HF}/h1t/TCD-SD15-LoRA/resolve/main/pytorch_lora_weights.safetensors"),
+    "dmd2_sdxl_4step_lora_fp16.safetensors": (
+        "loras", f"{_HF}/tianweiy/DMD2/resolve/main/dmd2_sdxl_4step_lora_fp16.safetensors"),
+    "sdxl_lightning_4step_lora.safetensors": (
+        "loras", f"{_HF}/ByteDance/SDXL-Lightning/resolve/main/sdxl_lightning_4step_lora.safetensors"),
+    "Qwen-Image-Lightning-8steps-V1.0.safetensors": (
+        "loras", f"{_HF}/lightx2v/Qwen-Image-Lightning/resolve/main/Qwen-Image-Lightning-8steps-V1.0.safetensors"),
+    "qwen_image_fp8_e4m3fn.safetensors": (
+        "diffusion_models",
+        f"{_HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/diffusion_models/qwen_image_fp8_e4m3fn.safetensors"),
+    "qwen_2.5_vl_7b_fp8_scaled.safetensors": (
+        "text_encoders",
+        f"{_HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/text_encoders/qwen_2.5_vl_7b_fp8_scaled.safetensors"),
+    "qwen_image_vae.safetensors": (
+        "vae", f"{_HF}/Comfy-Org/Qwen-Image_ComfyUI/resolve/main/split_files/vae/qwen_image_vae.safetensors"),
+}
 
 
 def attach_model_hints(workflow: dict) -> None:

@@ -1,0 +1,161 @@
+"""The LoRA files ComfyUI offers, looked up safely, and what FewStep recognises in them.
+
+Only names listed in ComfyUI's `loras` folders resolve: a name with `..`, an absolute path
+or a drive is refused before the file system is touched, so neither the node (API clients
+can send any string to /prompt) nor the pack's HTTP route can read outside those folders.
+
+Recognition results are cached per file version (path, size, mtime) and user hash list
+version, and the SHA-256 behind them is cached on disk (HashCache), so a file is hashed
+at most once however often the node runs or the badge asks.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path, PurePosixPath, PureWindowsPath
+
+from .lora_files import LoraFileError, read_fewstep_metadata, read_header
+from .lora_hashes import USER_FILE_NAME, HashCache, load_hash_table
+from .lora_recognition import Recognition, recognise
+from .lora_structure import Structure, detect_structure
+
+HASH_CACHE_NAME = "lora_sha256_cache.json"  # under <user dir>/default/fewstep/
+
+
+class LoraNameError(ValueError):
+    """A lora_name that is not a file in ComfyUI's loras folders (or tries to leave them)."""
+
+
+def is_plain_relative(name: str) -> bool:
+    """True for 'x.safetensors' or 'sub/x.safetensors'; False for absolute paths, drives, '..'."""
+    if not isinstance(name, str) or not name.strip() or "\x00" in name:
+        return False
+    for pure in (PurePosixPath(name), PureWindowsPath(name)):
+        if pure.is_absolute() or pure.anchor or ".." in pure.parts:
+            return False
+    return not re.match(r"^[a-zA-Z]:", name)
+
+
+def user_directory() -> Path:
+    import folder_paths
+
+    return Path(folder_paths.get_user_directory()) / "default"
+
+
+def user_hash_file() -> Path:
+    """The user's own SHA-256 list (see lora_hashes.py for its format)."""
+    return user_directory() / USER_FILE_NAME
+
+
+def resolve_lora(name: str) -> Path:
+    """The file behind a lora_name from ComfyUI's list; LoraNameError (naming the fix) otherwise."""
+    import folder_paths
+
+    if not is_plain_relative(name):
+        raise LoraNameError(
+            f"lora_name {name!r} is a path, not a LoRA name: FewStep only loads files inside ComfyUI's loras "
+            "folders. Put the file in models/loras and pick it from the list (names are relative to that folder)."
+        )
+    if name not in folder_paths.get_filename_list("loras"):
+        folders = ", ".join(folder_paths.get_folder_paths("loras"))
+        raise LoraNameError(
+            f"LoRA {name!r} is not in ComfyUI's loras folders ({folders}). Put the file there and refresh the "
+            "node list (press R in the browser), or pick another LoRA."
+        )
+    path = folder_paths.get_full_path("loras", name)
+    if path is None:
+        raise LoraNameError(f"LoRA {name!r} disappeared from the loras folders; refresh the list and pick it again.")
+    return Path(path)
+
+
+def file_version(path: Path) -> tuple[str, int, int]:
+    st = path.stat()
+    return str(path), st.st_size, st.st_mtime_ns
+
+
+def _mtime(path: Path) -> int | None:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+class LoraLibrary:
+    """Recognition for the files of one ComfyUI install, with its hash table and caches.
+
+    `user_dir` is ComfyUI's per-user folder (user/default); tests pass their own.
+    Thread-safe: the HTTP route recognises files in a worker thread while prompts run.
+    """
+
+    def __init__(self, user_dir: Path):
+        self.user_dir = Path(user_dir)
+        self.hash_cache = HashCache(self.user_dir / "fewstep" / HASH_CACHE_NAME)
+        self._lock = threading.Lock()
+        self._table: tuple[int | None, list, list[str]] | None = None
+        self._recognised: dict[tuple, Recognition] = {}
+        self._structures: dict[tuple, Structure] = {}
+
+    @property
+    def hash_file(self) -> Path:
+        return self.user_dir / USER_FILE_NAME
+
+    def hash_table(self) -> tuple[list, list[str]]:
+        """Built-in plus user entries, re-read only when the user file changes."""
+        version = _mtime(self.hash_file)
+        if self._table is None or self._table[0] != version:
+            entries, warnings = load_hash_table(self.hash_file)
+            self._table = (version, entries, warnings)
+        return self._table[1], self._table[2]
+
+    def fingerprint(self, path: Path) -> tuple:
+        """Changes whenever recognition could change: the file or the user hash list."""
+        return (*file_version(path), _mtime(self.hash_file))
+
+    def structure(self, path: Path) -> Structure:
+        """The checked header's architecture and rank (LoraFileError for pickles and damaged
+        files), read once per file version."""
+        key = file_version(path)
+        with self._lock:
+            found = self._structures.get(key)
+            if found is None:
+                found = detect_structure(read_header(path))
+                self._structures = {k: v for k, v in self._structures.items() if k[0] != key[0]}
+                self._structures[key] = found
+            return found
+
+    def recognise(self, path: Path) -> tuple[Recognition, list[str]]:
+        """Recognition of `path` and warnings about the user hash list; raises LoraFileError."""
+        with self._lock:
+            table, warnings = self.hash_table()
+            key = self.fingerprint(path)
+            found = self._recognised.get(key)
+            if found is None:
+                try:
+                    read_fewstep_metadata(read_header(path).metadata, path.name)
+                except LoraFileError as e:
+                    raise LoraFileError(
+                        f"{e}. Fix the fewstep.* entries with add_fewstep_metadata() (fewstep/lora_files.py) or remove "
+                        "them: the 'fewstep.' metadata prefix is reserved for FewStep's preset schema."
+                    ) from None
+                found = recognise(path, table, self.hash_cache)
+                self._recognised = {k: v for k, v in self._recognised.items() if k[0] != key[0]}
+                self._recognised[key] = found
+            return found, list(warnings)
+
+
+_library: LoraLibrary | None = None
+_library_lock = threading.Lock()
+
+
+def library() -> LoraLibrary:
+    """The process-wide library for ComfyUI's user directory (created on first use)."""
+    global _library
+    with _library_lock:
+        if _library is None or _library.user_dir != user_directory():
+            _library = LoraLibrary(user_directory())
+        return _library
+
+
+__all__ = ["LoraLibrary", "LoraNameError", "file_version", "is_plain_relative", "library", "resolve_lora",
+           "user_hash_file"]

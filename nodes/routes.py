@@ -1,0 +1,61 @@
+"""The pack's HTTP route: GET /fewstep/lora_info (also /api/fewstep/lora_info).
+
+    ?lora_name=<name from the loras list>&preset=auto&steps=-1
+    200 {"badge", "family", "steps", "cfg", "sampler_name", "scheduler", "recognised_by", "info", ...}
+    400 {"error"}  lora_name is a path (../, absolute, drive) or not in the loras folders
+    422 {"error"}  the file is unusable (pickle, truncated, corrupt) or preset/steps cannot work
+
+Used by web/js/preset_badge.js. Only names from ComfyUI's loras folders resolve, the file's
+header is read (tensors never are), and hashing runs in a worker thread, once per file.
+"""
+
+import asyncio
+import logging
+
+from ..fewstep.lora_files import LoraFileError
+from ..fewstep.lora_library import LoraNameError
+from ..fewstep.lora_load import describe_lora
+from ..fewstep.lora_settings import AUTO, DEFAULT_STEPS, LoraSettingsError
+from ..fewstep.presets import PresetError
+
+ROUTE = "/fewstep/lora_info"
+_registered = False
+
+
+async def lora_info(request):
+    from aiohttp import web
+
+    query = request.rel_url.query
+    name = query.get("lora_name", "")
+    try:
+        steps = int(query.get("steps", DEFAULT_STEPS))
+    except ValueError:
+        return web.json_response({"error": f"steps must be an integer, got {query.get('steps')!r}"}, status=400)
+    try:
+        result = await asyncio.to_thread(describe_lora, name, query.get("preset", AUTO), steps)
+    except LoraNameError as e:
+        return web.json_response({"error": str(e)}, status=400)
+    except (LoraFileError, LoraSettingsError, PresetError) as e:
+        return web.json_response({"error": str(e)}, status=422)
+    return web.json_response(result)
+
+
+def register_routes() -> bool:
+    """Add the route to ComfyUI's server once; False when there is no server (in-process use)."""
+    global _registered
+    if _registered:
+        return True
+    try:
+        from server import PromptServer
+    except ImportError:
+        return False
+    instance = getattr(PromptServer, "instance", None)
+    if instance is None:
+        return False
+    if any(getattr(r, "path", None) == ROUTE for r in instance.routes):
+        _registered = True
+        return True
+    instance.routes.get(ROUTE)(lora_info)
+    _registered = True
+    logging.info("[FewStep] route GET %s registered", ROUTE)
+    return True

@@ -1,0 +1,82 @@
+"""Print the preset registry (fewstep/presets.json) as a markdown table for the README.
+
+    .venv/bin/python -P -m comfyui_fewstep.tools.preset_table > presets_table.md
+
+Reads the registry through fewstep.presets (validated), so the table can never list a
+preset the pack would refuse. No ComfyUI needed.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..fewstep.presets import Preset, registry
+
+ARCH_NAMES = {"sd15": "SD1.5", "sd21": "SD2.1", "sdxl": "SDXL", "ssd1b": "SSD-1B", "sd3": "SD3", "flux": "FLUX.1",
+              "qwen_image": "Qwen-Image", "wan": "Wan 2.1/2.2 A14B", "wan22_5b": "Wan2.2 5B"}
+HEADER = ("id", "family", "base", "steps", "cfg", "sampler / scheduler", "source")
+
+
+def _cell(text: str) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _steps(p: Preset) -> str:
+    text = p.allowed_steps_text()
+    if len(p.steps) > 1:
+        text += f" (default {p.default_steps})"
+    return text + (", from the file name" if p.steps_in_file_name else "")
+
+
+def _cfg(p: Preset) -> str:
+    text = f"{p.cfg:g}"
+    if p.cfg_by_steps:
+        text = ", ".join(f"{c:g} at {n}" for n, c in sorted(p.cfg_by_steps.items())) + f"; else {p.cfg:g}"
+    if p.cfg_range[0] != p.cfg_range[1]:
+        text += f" (range {p.cfg_range[0]:g}-{p.cfg_range[1]:g})"
+    if p.flux_guidance is not None:
+        text += f"; FLUX guidance {p.flux_guidance:g}"
+    return text
+
+
+def _sampling(p: Preset) -> str:
+    text = f"{p.sampler} / {p.scheduler}"
+    extras = []
+    if p.timesteps:
+        extras.append("timesteps " + "; ".join(",".join(map(str, ts)) for _, ts in sorted(p.timesteps.items())))
+    if p.eta is not None:
+        extras.append(f"eta {p.eta:g}")
+    patches = p.model_patches
+    if "model_sampling" in patches:
+        extras.append(f"{patches['model_sampling']} model sampling")
+    for key, label in (("aura_flow_shift", "AuraFlow shift"), ("sd3_shift", "SD3 shift")):
+        if key in patches:
+            extras.append(f"{label} {patches[key]:g}")
+    if p.lora_strength is not None and p.lora_strength != 1.0:
+        extras.append(f"strength {p.lora_strength:g}")
+    return text + (f" ({'; '.join(extras)})" if extras else "")
+
+
+def _source(p: Preset) -> str:
+    return "; ".join(f"[{s.title}]({s.url})" if s.url else s.title for s in p.source)
+
+
+def rows() -> list[tuple[str, ...]]:
+    return [(f"`{p.id}`", p.family + (" (checkpoint)" if p.kind == "checkpoint" else ""),
+             ", ".join(ARCH_NAMES.get(b, b) for b in p.base), _steps(p), _cfg(p), _sampling(p), _source(p))
+            for p in registry().values()]
+
+
+def markdown() -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows()]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    sys.stdout.write(markdown())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
