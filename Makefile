@@ -13,36 +13,41 @@ RUN := $(VENV_PY) -P
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-unit test-comfy test-e2e test-browser demo serve bench browser clean
+.PHONY: setup models test test-unit test-comfy test-e2e test-browser demo serve bench browser clean
 
 setup:
 	@$(PYTHON) tools/setup_runtime.py
 
+# The built-in default model (the trained digits teacher): ~10 min on 2 idle cores the
+# first time, then cached under .runtime/cache.
+models: setup
+	@$(RUN) -m comfyui_fewstep.tools.teacher
+
 browser:
 	@$(RUN) -m comfyui_fewstep.tools.browser
 
-test: setup browser
+test: setup browser models
 	$(RUN) -m pytest $(PYTEST_ARGS)
 
 test-unit: setup
 	$(RUN) -m pytest tests/unit $(PYTEST_ARGS)
 
-test-comfy: setup
+test-comfy: setup models
 	$(RUN) -m pytest tests/comfy $(PYTEST_ARGS)
 
-test-e2e: setup
+test-e2e: setup models
 	$(RUN) -m pytest tests/e2e $(PYTEST_ARGS)
 
-test-browser: setup browser
+test-browser: setup browser models
 	$(RUN) -m pytest tests/browser $(PYTEST_ARGS)
 
-demo: setup
+demo: setup models
 	$(RUN) -m comfyui_fewstep.tools.demo
 
 serve: setup
 	$(RUN) -m comfyui_fewstep.tools.serve --port $(PORT)
 
-bench: setup
+bench: setup models
 	$(RUN) -m comfyui_fewstep.bench.run $(if $(BENCH),--preset $(BENCH),)
 
 clean:
