@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from .presets import ARCHITECTURES
+from .presets import ARCHITECTURES, preset_ids
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -164,6 +164,8 @@ def validate_fewstep_fields(fields: Mapping[str, object], file_name: str = "file
                     raise ValueError
             except ValueError:
                 problems.append(f"fewstep.{key} must be a positive number")
+    if "preset" in out and out["preset"] not in preset_ids():
+        problems.append(f"fewstep.preset '{out['preset']}' is not a FewStep preset id (see fewstep/presets.json)")
     if "preset" not in out and not all(out.get(k) for k in ("family", "cfg", "sampler", "scheduler")):
         problems.append("give fewstep.preset, or fewstep.family, cfg, sampler and scheduler")
     if problems:
