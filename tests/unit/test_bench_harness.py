@@ -171,3 +171,16 @@ def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
     pngs = list(tmp_path.glob("*-tome.png"))
     assert len(pngs) == 1 and f"]({pngs[0].name})" in md
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_run_of_the_lora_family_puts_fewstep_beside_core(tmp_path):
+    """Core LoraLoaderModelOnly and FewStepLoraLoader patch the same weights from one file."""
+    from comfyui_fewstep.bench import run
+
+    assert run.main(["--preset", "smoke", "--only", "lora", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    rows = [line for line in (tmp_path / "latest.md").read_text().splitlines() if "tiny SD1.5 (smoke)" in line]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
+        "LoraLoaderModelOnly (core)", "FewStepLoraLoader (recognition, architecture check, preset)"]
+    patched = [r.rstrip(" |").rsplit(" | ", 1)[1] for r in rows]
+    total = patched[0].split("/")[1]
+    assert patched == [f"{total}/{total}"] * 2 and int(total) > 0
