@@ -1,8 +1,8 @@
 """`make demo`: the main job, headless, through a real ComfyUI server.
 
-Runs workflows/api/fewstep_demo.json on the built-in digits teacher: the slow
-reference (many steps, CFG) and the fast result, compared by FewStepCompare, and saves
-both images. Exits non-zero if anything fails or an image is degenerate.
+Runs workflows/api/fewstep_demo.json on the built-in digits teacher: the reference
+(30 steps, cfg 5) and the same sampling through FewStep TeaCache, compared by
+FewStepCompare, and saves both images; the server log says how many calls were skipped. Exits non-zero if anything fails or an image is degenerate.
 """
 
 from __future__ import annotations
@@ -61,6 +61,9 @@ def main(argv=None) -> int:
                 verdict = "ok" if std > 0.02 else "DEGENERATE (uniform frame)"
                 ok &= std > 0.02
                 print(f"[demo] saved {path}  (mean {mean:.2f}, std {std:.2f}: {verdict})")
+        for line in server.log_text().splitlines():
+            if "FewStep TeaCache" in line and "skipped" in line:
+                print(f"[demo] {line.strip()}")
         print(f"[demo] workflow ran in {elapsed:.1f} s on {server.url}")
         return 0 if ok else 1
 
