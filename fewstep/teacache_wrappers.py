@@ -21,8 +21,9 @@ Which hook decides, per family (ComfyUI 0.3.75), and why:
   embedding layers before block 0 have run; no transformer block has).
 - APPLY_MODEL (generic: SD1.5, SDXL, SD3, Qwen-Image and any other model): reaches every
   family, including SD3's MMDiT, which DIFFUSION_MODEL does not. The cache holds the
-  sampler's own derivative (x - denoised) / sigma, which is the model output for eps and
-  flow models and a sound prediction for any parameterisation.
+  model's raw output in its own parameterisation (eps, v, x0, flow velocity), recovered
+  from the denoised latent through `model_sampling.calculate_denoised`, which is affine
+  in it; a skip turns the (extrapolated) output back into a denoised latent the same way.
 """
 
 from __future__ import annotations
@@ -231,31 +232,38 @@ def _uuids(to: dict, batch: int) -> list:
 
 # ---- generic: APPLY_MODEL ---------------------------------------------------------------
 
+def _affine(ms, t: torch.Tensor, x: torch.Tensor):
+    """(a, b) with denoised = a + b * model_output: `calculate_denoised` is affine in the
+    output for every parameterisation ComfyUI has (eps, v, x0, flow, EDM, ...), so two
+    probes give the model's raw output back from the denoised latent, without model code."""
+    a = ms.calculate_denoised(t, torch.zeros_like(x, dtype=torch.float32), x)
+    return a, ms.calculate_denoised(t, torch.ones_like(x, dtype=torch.float32), x) - a
+
+
 def apply_model_wrapper(executor, *args, **kwargs):
     to = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
     run: RunState | None = to.get(RUN_KEY)
     if run is None:
         return executor(*args, **kwargs)
     start = time.perf_counter()
+    ms = executor.class_obj.model_sampling
     x, t = args[0], args[1]
     uuids = _uuids(to, x.shape[0])
     sigma = _sigma(to, t)
     xs = per_uuid(x, len(uuids))
     indicators = None
     if run.decision is None:
-        ms = executor.class_obj.model_sampling
         indicators = per_uuid(ms.calculate_input(t, x), len(uuids))
-    sig = t.reshape(-1, *([1] * (x.ndim - 1))).to(x.dtype)
     if run.decide(uuids, sigma, indicators, xs):
-        d = torch.cat(run.predictions(uuids, sigma, x.device))
-        out = (x - sig * d.to(x.dtype)).float()
+        out = ms.calculate_denoised(t, torch.cat(run.predictions(uuids, sigma, x.device)).float(), x)
         run.overhead += time.perf_counter() - start
         return out
     run.overhead += time.perf_counter() - start
     out = executor(*args, **kwargs)
     start = time.perf_counter()
-    if sigma > 0:
-        run.computed(uuids, sigma, per_uuid((x - out) / sig, len(uuids)), xs)
+    a, b = _affine(ms, t, x)
+    if sigma > 0 and bool((b.abs() > 1e-12).all()):
+        run.computed(uuids, sigma, per_uuid((out - a) / b, len(uuids)), xs)
     else:
         run.pending = None
     run.overhead += time.perf_counter() - start

@@ -233,3 +233,19 @@ def test_a_run_that_cannot_be_prepared_samples_without_teacache(caplog):
         out = ksample(model, family)
     assert torch.equal(out, ksample(family.model, family)) and stats == []
     assert any("sampling without it" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("sampling", ["v_prediction", "x0"])
+def test_other_parameterisations_and_object_patches_coexist(sampling):
+    """An object patch of model_sampling (core ModelSamplingDiscrete, what LCM/x0 presets
+    use) before TeaCache: the generic cache holds the raw output in the model's own
+    parameterisation. Measured at 0.2 (12 steps): v 5 skipped, 0.035 relative error;
+    x0 4 skipped, 0.098 (core EasyCache at 0.2: 0.16 and 0.70)."""
+    from comfy_extras.nodes_model_advanced import ModelSamplingDiscrete
+
+    family = tiny("sd15")
+    patched = ModelSamplingDiscrete().patch(family.model, sampling, False)[0]
+    model, stats = teacache(patched, 0.2)
+    out, ref = ksample(model, family), ksample(patched, family)
+    assert torch.isfinite(out).all() and stats[-1]["skipped"] > 0
+    assert rel_err(out, ref) < 0.15
