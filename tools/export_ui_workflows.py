@@ -73,8 +73,14 @@ def export(page, api_path: Path) -> Path:
     return out
 
 
-def main() -> int:
+def main(argv=None) -> int:
+    import argparse
+
     from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("names", nargs="*", help="workflow names (file stems) to export; default: all")
+    names = set(parser.parse_args(argv).names)
 
     from .browser import launch
     from .default_model import install_default_models
@@ -90,6 +96,8 @@ def main() -> int:
             page.goto(server.url)
             page.wait_for_function("() => window.app && app.graph && app.extensions.length > 0", timeout=90_000)
             for api_path in api_workflows():
+                if names and api_path.stem not in names:
+                    continue
                 print(f"wrote {export(page, api_path)}")
             browser.close()
     return 0
