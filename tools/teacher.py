@@ -13,9 +13,11 @@ the latent is simply the 8x8 picture folded into 4 channels
 unfold and upsample it. Random-weight models suffice for timing; this one exists for
 quality numbers, and conclusions about big models drawn from it need care.
 
-Measured (ComfyUI 0.3.75, torch 2.14.1, 2 CPU cores shared with other test runs):
-training TRAIN_SECONDS_MEASURED; 30-step samples match the prompted digit
-ACCURACY_MEASURED (logistic-regression classifier fitted on the held-out split only).
+Measured (ComfyUI 0.3.75, torch 2.14.1, 2 CPU cores, never alone on the machine):
+training took 1002 s (1512 CPU-s) beside other test runs and 1840 s (2338 CPU-s) beside
+a benchmark; from a fresh clone, 30-step samples matched the prompted digit 100/100 times
+(logistic-regression classifier fitted on the held-out split only). Each build records
+its own times in the file's metadata (fewstep.train_seconds, fewstep.train_cpu_seconds).
 
 Build: `.venv/bin/python -P -m comfyui_fewstep.tools.teacher`, or `teacher_checkpoint()`,
 which caches the file under cache_dir()/models/<TEACHER_VERSION>/ (never committed).
