@@ -219,8 +219,20 @@ class ComfyClient:
                     status = "interrupted"
         finally:
             ws.close()
-        history = self.get_json(f"/history/{prompt_id}").get(prompt_id, {})
+        history = self.wait_for_history(prompt_id)
         return PromptResult(prompt_id, status, history.get("outputs", {}), events, error)
+
+    def wait_for_history(self, prompt_id: str, timeout: float = 60) -> dict:
+        """The server announces execution_success before its worker thread stores the history
+        entry (PromptQueue.task_done runs after execute returns), so poll until it is there."""
+        deadline = time.monotonic() + timeout
+        while True:
+            entry = self.get_json(f"/history/{prompt_id}").get(prompt_id)
+            if entry is not None and entry.get("status", {}).get("completed") is not None:
+                return entry
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} finished but /history has no entry after {timeout} s")
+            time.sleep(0.05)
 
     def view(self, filename: str, subfolder: str = "", folder_type: str = "output") -> bytes:
         query = urllib.parse.urlencode({"filename": filename, "subfolder": subfolder, "type": folder_type})
