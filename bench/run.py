@@ -22,7 +22,7 @@ import time
 import traceback
 from pathlib import Path
 
-from . import harness
+from . import harness, readme_section
 from .context import BenchContext
 
 ROW_MODULES = ("rows_caching", "rows_fewstep_cache", "rows_fewstep", "rows_lora", "rows_tome")
@@ -154,6 +154,9 @@ def main(argv=None) -> int:
                                  repeats=args.repeats)
     dated, latest = harness.write_report(ctx.out_dir, md, ctx.date)
     ctx.log(f"wrote {dated} and {latest} ({total / 60:.1f} min)")
+    if ctx.out_dir == DEFAULT_OUT.resolve() and not failures and set(wanted) == set(families):
+        readme_section.sync()  # only a complete run in the committed folder speaks for the README
+        ctx.log("README.md benchmark section synced")
     return 1 if failures else 0
 
 
