@@ -121,12 +121,33 @@ COLUMNS = [
     Column("warm", "warm, median (s)", "{:.2f}"),
     Column("node", "of which node: read + map keys (s)", "{:.3f}"),
     Column("patch", "of which load_models_gpu (s)", "{:.2f}"),
+    Column("ratio", "warm time / core's, side by side", "{:.3f}"),
     Column("patched", "weights patched"),
 ]
+MIN_REPEATS = 9  # ~3 s a call: cheap, and a 5% question needs more than 3 samples
+
+
+def _apply_once(method: LoraMethod, ctx: BenchContext, model, lora_name: str) -> tuple[dict, int]:
+    """Laps {"node", "patch"} of one call from unpatched weights, and how many weights it patched."""
+    import comfy.model_management as mm
+
+    mm.unload_all_models()  # untimed: restore unpatched weights first
+    sw = harness.Stopwatch()
+    with sw.lap("node"):
+        patched = method.apply(ctx, model, lora_name)
+    with sw.lap("patch"):
+        mm.load_models_gpu([patched])
+    return sw.laps, len(patched.backup)
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
 
 
 @harness.row_family("lora", "Applying a rank-64 LoRA to full-size SD1.5", order=30)
 def lora_rows(ctx: BenchContext) -> list[Table]:
+    """Each method's first call in order, then warm calls interleaved method by method
+    (order rotated each repeat), so every ratio compares calls made moments apart."""
     import comfy.model_management as mm
     import folder_paths
 
@@ -135,31 +156,31 @@ def lora_rows(ctx: BenchContext) -> list[Table]:
     path, modules, params = lora_file(model, layout)
     folder_paths.add_model_folder_path("loras", str(path.parent))
     table = Table("lora", "Applying a rank-64 LoRA to full-size SD1.5", COLUMNS)
-    for m in METHODS:
-        if m.apply is None:
-            continue
-        laps: list[dict] = []
-        patched_counts: list[int] = []
-
-        def apply_once():
-            mm.unload_all_models()  # untimed below: restore unpatched weights first
-            sw = harness.Stopwatch()
-            with sw.lap("node"):
-                patched = m.apply(ctx, model, path.name)
-            with sw.lap("patch"):
-                mm.load_models_gpu([patched])
-            laps.append(sw.laps)
-            patched_counts.append(len(patched.backup))
-            return sw.laps["node"] + sw.laps["patch"]
-
-        first = apply_once()
-        warm = [apply_once() for _ in range(ctx.repeats)]
-        mm.unload_all_models()
-        med = lambda key: sorted(l[key] for l in laps[1:])[len(laps[1:]) // 2]  # noqa: E731
+    methods = [m for m in METHODS if m.apply is not None]
+    first = {m.label: _apply_once(m, ctx, model, path.name) for m in methods}
+    laps: dict[str, list[dict]] = {m.label: [] for m in methods}
+    patched: dict[str, list[int]] = {m.label: [first[m.label][1]] for m in methods}
+    repeats = max(ctx.repeats, MIN_REPEATS) if not ctx.smoke else ctx.repeats
+    for r in range(repeats):
+        for i in range(len(methods)):
+            m = methods[(r + i) % len(methods)]
+            lap, count = _apply_once(m, ctx, model, path.name)
+            laps[m.label].append(lap)
+            patched[m.label].append(count)
+    mm.unload_all_models()
+    total = {label: [lap["node"] + lap["patch"] for lap in runs] for label, runs in laps.items()}
+    core = total[methods[0].label]
+    for m in methods:
+        runs = laps[m.label]
         table.add(m.provider, method=m.label, model={"sd15": "SD1.5", "tiny-sd15": "tiny SD1.5 (smoke)"}[layout],
-                  lora=f"rank {RANK}, {modules} modules, {params / 1e6:.1f}M params", first=first,
-                  warm=sorted(warm)[len(warm) // 2], node=med("node"), patch=med("patch"),
-                  patched=f"{min(patched_counts)}/{modules}")
+                  lora=f"rank {RANK}, {modules} modules, {params / 1e6:.1f}M params",
+                  first=sum(first[m.label][0].values()), warm=_median(total[m.label]),
+                  node=_median([lap["node"] for lap in runs]), patch=_median([lap["patch"] for lap in runs]),
+                  ratio=_median([t / c for t, c in zip(total[m.label], core)]),
+                  patched=f"{min(patched[m.label])}/{modules}")
+    table.notes.append(f"Warm calls: {repeats} per method, interleaved (order rotated every repeat); the ratio is the "
+                       "median of per-repeat ratios to core's call in the same repeat. A first call per method "
+                       "precedes them (FewStep's first call also hashes the file).")
     table.notes.append(
         f"Synthetic rank-{RANK} LoRA in kohya naming covering attention, feed-forward, proj_in/out, ResNet convs, "
         "time-embedding projections, shortcuts and resamplers, like LCM-LoRA SD1.5 (fp16 file, page-cached). "
