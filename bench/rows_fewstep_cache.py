@@ -100,8 +100,7 @@ def _time_teacache_only(model, px: int, cond, stats: list) -> float:
     or more per UNet call, a side-by-side whole-run ratio with one repeat is mostly noise
     and does not fit the default run's budget; the in-wrapper time is measured either way."""
     _run(model, px, cond, steps=1)()
-    seconds = harness.side_by_side({"teacache": _run(model, px, cond, stats)}, 1, warmup=0)["teacache"].median
-    return seconds / STEPS
+    return harness.measure(_run(model, px, cond, stats), repeats=1, warmup=0).median / STEPS
 
 
 @harness.row_family("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped", order=11)

@@ -10,13 +10,14 @@ full-size SD1.5 ModelPatcher; the base model is unloaded (weights restored) befo
 call. The first call in the process is reported separately from the warm median.
 
 FewStepLoraLoader's first call also hashes the file (once per path, size and mtime),
-so its warm median is the cost a user pays on every later run. Each method is one entry in METHODS; `apply(ctx, model, lora_name)`
-returns the patched MODEL.
+so its warm median is the cost a user pays on every later run. Each method is one entry
+in METHODS; `apply(ctx, model, lora_name)` returns the patched MODEL.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -140,10 +141,6 @@ def _apply_once(method: LoraMethod, ctx: BenchContext, model, lora_name: str) ->
     return sw.laps, len(patched.backup)
 
 
-def _median(values):
-    return sorted(values)[len(values) // 2]
-
-
 @harness.row_family("lora", "Applying a rank-64 LoRA to full-size SD1.5", order=30)
 def lora_rows(ctx: BenchContext) -> list[Table]:
     """Each method's first call in order, then warm calls interleaved method by method
@@ -174,9 +171,9 @@ def lora_rows(ctx: BenchContext) -> list[Table]:
         runs = laps[m.label]
         table.add(m.provider, method=m.label, model={"sd15": "SD1.5", "tiny-sd15": "tiny SD1.5 (smoke)"}[layout],
                   lora=f"rank {RANK}, {modules} modules, {params / 1e6:.1f}M params",
-                  first=sum(first[m.label][0].values()), warm=_median(total[m.label]),
-                  node=_median([lap["node"] for lap in runs]), patch=_median([lap["patch"] for lap in runs]),
-                  ratio=_median([t / c for t, c in zip(total[m.label], core)]),
+                  first=sum(first[m.label][0].values()), warm=statistics.median(total[m.label]),
+                  node=statistics.median([lap["node"] for lap in runs]), patch=statistics.median([lap["patch"] for lap in runs]),
+                  ratio=statistics.median([t / c for t, c in zip(total[m.label], core)]),
                   patched=f"{min(patched[m.label])}/{modules}")
     table.notes.append(f"Warm calls: {repeats} per method, interleaved (order rotated every repeat); the ratio is the "
                        "median of per-repeat ratios to core's call in the same repeat. A first call per method "

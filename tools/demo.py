@@ -2,7 +2,8 @@
 
 Runs workflows/api/fewstep_demo.json on the built-in digits teacher: the reference
 (30 steps, cfg 5) and the same sampling through FewStep TeaCache, compared by
-FewStepCompare, and saves both images; the server log says how many calls were skipped. Exits non-zero if anything fails or an image is degenerate.
+FewStepCompare, and saves both images; prints the skipped calls TeaCache reported on the
+websocket. Exits non-zero if anything fails or an image is degenerate.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def main(argv=None) -> int:
                 verdict = "ok" if std > 0.02 else "DEGENERATE (uniform frame)"
                 ok &= std > 0.02
                 print(f"[demo] saved {path}  (mean {mean:.2f}, std {std:.2f}: {verdict})")
-        for line in server.log_text().splitlines():
-            if "FewStep TeaCache" in line and "skipped" in line:
-                print(f"[demo] {line.strip()}")
+        for stats in result.events_of("fewstep.cache_stats"):
+            print(f"[demo] FewStep TeaCache skipped {stats['skipped']}/{stats['calls']} model calls "
+                  f"(estimated {stats['speedup']:.2f}x)")
         print(f"[demo] workflow ran in {elapsed:.1f} s on {server.url}")
         return 0 if ok else 1
 

@@ -16,11 +16,12 @@ from .server import ComfyServer, prepare_base_directory
 from .workflows import WORKFLOWS, api_workflows
 
 # Models a workflow needs, for the frontend's missing-model download dialog:
-# file name -> (models subfolder, download url or None when it is built locally).
+# file name -> (models subfolder, download url). Models this pack builds (the digits
+# teacher) are not listed: there is nothing to download.
 # LoRAs published as `pytorch_lora_weights.safetensors` get a telling name here (a browser
 # download keeps the URL's name: rename the file to the one listed).
 _HF = "https://huggingface.co"
-MODEL_SOURCES: dict[str, tuple[str, str | None]] = {
+MODEL_SOURCES: dict[str, tuple[str, str]] = {
     "v1-5-pruned-emaonly-fp16.safetensors": (
         "checkpoints", f"{_HF}/Comfy-Org/stable-diffusion-v1-5-archive/resolve/main/v1-5-pruned-emaonly-fp16.safetensors"),
     "sd_xl_base_1.0.safetensors": (
@@ -53,9 +54,7 @@ def attach_model_hints(workflow: dict) -> None:
         for value in node.get("widgets_values") or []:
             if isinstance(value, str) and value in MODEL_SOURCES:
                 directory, url = MODEL_SOURCES[value]
-                entry = {"name": value, "directory": directory}
-                if url:
-                    entry["url"] = url
+                entry = {"name": value, "url": url, "directory": directory}
                 node.setdefault("properties", {}).setdefault("models", []).append(entry)
 
 

@@ -246,9 +246,14 @@ def _build(path: Path, log) -> Path:
     return path
 
 
+def teacher_path() -> Path:
+    """Where the cached teacher lives (it may not be built yet)."""
+    return cache_dir() / "models" / TEACHER_VERSION / f"{TEACHER_VERSION}.safetensors"
+
+
 def teacher_checkpoint(log=print) -> Path:
     """Path of the cached teacher; trains it first if missing (one builder at a time)."""
-    path = cache_dir() / "models" / TEACHER_VERSION / f"{TEACHER_VERSION}.safetensors"
+    path = teacher_path()
     if path.exists():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +315,7 @@ def main(argv=None) -> None:
     parser.add_argument("--evaluate", action="store_true", help="measure accuracy even if it was cached")
     args = parser.parse_args(argv)
     t0 = time.time()
-    cached = (cache_dir() / "models" / TEACHER_VERSION / f"{TEACHER_VERSION}.safetensors").exists()
+    cached = teacher_path().exists()
     path = teacher_checkpoint()
     print(f"teacher: {path} ({'cached' if cached else f'built in {time.time() - t0:.0f} s'})")
     if cached and not args.evaluate:

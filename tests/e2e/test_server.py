@@ -84,6 +84,8 @@ def test_demo_workflow_draws_the_prompted_digit(client):
     the comparison, and skipped calls reported on the websocket."""
     import json
 
+    import torch
+
     from comfyui_fewstep.tools.demo import DEMO_WORKFLOW
     from comfyui_fewstep.tools.teacher import classify_images
 
@@ -96,8 +98,6 @@ def test_demo_workflow_draws_the_prompted_digit(client):
         images = np.stack([_png_array(client, ref) for ref in refs])
         assert images.shape[0] == 4 and images.std() > 0.05, prefix
         # "seven seven seven seven": the trained teacher draws sevens, cached or not
-        import torch
-
         digits = classify_images(torch.from_numpy(images))
         assert (np.asarray(digits) == 7).mean() >= 0.75, (prefix, digits)
     texts = [out["text"][0] for out in result.outputs.values() if "text" in out]
