@@ -41,8 +41,8 @@ def _online(node, model, t):
 def _calibrated(node, model, t):
     """The node's own calibration, stored in a temporary folder instead of the user folder."""
     global _calibration_root
-    from ..fewstep.teacache_state import Settings
-    from ..fewstep.teacache_wrappers import apply_teacache
+    from ..fewstep.caching.state import Settings
+    from ..fewstep.caching.hooks import apply_teacache
 
     if _calibration_root is None:
         _calibration_root = tempfile.mkdtemp(prefix="fewstep-bench-teacache-")
@@ -78,8 +78,8 @@ def _cases(ctx: BenchContext):
 def _run(model, px: int, cond, stats: list | None = None, steps: int = STEPS):
     import nodes
 
-    from ..fewstep.teacache_state import Settings
-    from ..fewstep.teacache_wrappers import apply_teacache
+    from ..fewstep.caching.state import Settings
+    from ..fewstep.caching.hooks import apply_teacache
 
     latent = nodes.EmptyLatentImage().generate(px, px, 1)[0]
     if stats is not None:

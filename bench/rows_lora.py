@@ -95,8 +95,8 @@ def _core_loader(ctx: BenchContext, model, lora_name: str):
 
 
 def _fewstep_loader(ctx: BenchContext, model, lora_name: str):
-    from ..fewstep.lora_apply import forget_loaded_loras
-    from ..nodes.lora_loader import FewStepLoraLoader
+    from ..fewstep.lora.apply import forget_loaded_loras
+    from ..nodes.lora import FewStepLoraLoader
 
     forget_loaded_loras()  # read the file on every call, like a fresh core node; the hash stays cached
     return FewStepLoraLoader.execute(model, lora_name, 1.0, 1.0).args[0]

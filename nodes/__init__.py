@@ -4,8 +4,8 @@ move a retired node to deprecated.py with is_deprecated=True instead."""
 from comfy_api.latest import ComfyExtension, io
 
 from .caching import FewStepTeaCache
-from .compare import FewStepCompare
-from .lora_loader import FewStepLoraLoader
+from .analysis import FewStepCompare
+from .lora import FewStepLoraLoader
 from .presets import FewStepPreset
 from .routes import register_routes
 from .sampling import FewStepTCDSampler

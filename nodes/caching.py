@@ -7,9 +7,9 @@ import math
 
 from comfy_api.latest import io
 
-from ..fewstep.teacache_indicator import AUTO, FAMILY_CHOICES, PROFILES, FamilyError
-from ..fewstep.teacache_state import CACHE_DEVICES, CALIBRATION_MODES, Settings, check
-from ..fewstep.teacache_wrappers import apply_teacache
+from ..fewstep.caching.profiles import AUTO, FAMILY_CHOICES, PROFILES, FamilyError
+from ..fewstep.caching.state import CACHE_DEVICES, CALIBRATION_MODES, Settings, check
+from ..fewstep.caching.hooks import apply_teacache
 
 EVENT = "fewstep.cache_stats"
 _RECOMMENDED = ", ".join(f"{p.name} {p.recommended_threshold:g}" for p in PROFILES.values() if p.recommended_threshold)

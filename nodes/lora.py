@@ -10,10 +10,10 @@ import comfy.samplers
 import folder_paths
 from comfy_api.latest import io
 
-from ..fewstep.lora_library import LoraNameError, library, resolve_lora
-from ..fewstep.lora_load import load
-from ..fewstep.lora_settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value
-from ..fewstep.presets import PresetError, get_preset, plan, preset_ids
+from ..fewstep.lora.library import LoraNameError, library, resolve_lora
+from ..fewstep.lora.load import load
+from ..fewstep.lora.settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value
+from ..fewstep.presets.registry import PresetError, get_preset, plan, preset_ids
 
 
 class FewStepLoraLoader(io.ComfyNode):

@@ -9,8 +9,8 @@ refused with an error naming the preset and its allowed counts (issue #4, bad in
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..fewstep.preset_apply import apply_preset
-from ..fewstep.presets import PresetError, get_preset, plan, preset_ids
+from ..fewstep.presets.apply import apply_preset
+from ..fewstep.presets.registry import PresetError, get_preset, plan, preset_ids
 
 DEFAULT_STEPS = -1
 

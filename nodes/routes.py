@@ -12,11 +12,11 @@ header is read (tensors never are), and hashing runs in a worker thread, once pe
 import asyncio
 import logging
 
-from ..fewstep.lora_files import LoraFileError
-from ..fewstep.lora_library import LoraNameError
-from ..fewstep.lora_load import describe_lora
-from ..fewstep.lora_settings import AUTO, DEFAULT_STEPS, LoraSettingsError
-from ..fewstep.presets import PresetError
+from ..fewstep.lora.files import LoraFileError
+from ..fewstep.lora.library import LoraNameError
+from ..fewstep.lora.load import describe_lora
+from ..fewstep.lora.settings import AUTO, DEFAULT_STEPS, LoraSettingsError
+from ..fewstep.presets.registry import PresetError
 
 ROUTE = "/fewstep/lora_info"
 _registered = False

@@ -8,7 +8,7 @@ needs FewStep installed; without it ComfyUI reports "Value not in list".
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..fewstep.tcd import DEFAULT_TCD_ETA, TCD_NAME, register_tcd_sampler, sample_tcd
+from ..fewstep.sampling.tcd import DEFAULT_TCD_ETA, TCD_NAME, register_tcd_sampler, sample_tcd
 
 register_tcd_sampler()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from ..fewstep.presets import Preset, registry
+from ..fewstep.presets.registry import Preset, registry
 
 ARCH_NAMES = {"sd15": "SD1.5", "sd21": "SD2.1", "sdxl": "SDXL", "ssd1b": "SSD-1B", "sd3": "SD3", "flux": "FLUX.1",
               "qwen_image": "Qwen-Image", "wan": "Wan 2.1/2.2 A14B", "wan22_5b": "Wan2.2 5B"}

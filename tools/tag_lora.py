@@ -17,9 +17,9 @@ from pathlib import Path
 
 
 def _lora_files():
-    """fewstep.lora_files, whether run as a module of the pack or as a plain script."""
+    """fewstep.lora.files, whether run as a module of the pack or as a plain script."""
     if __package__:
-        return importlib.import_module("..fewstep.lora_files", __package__)
+        return importlib.import_module("..fewstep.lora.files", __package__)
     # A plain script: load the pack's stdlib-only fewstep/ package under a private name,
     # without putting the pack's root (and its nodes/) on sys.path.
     root = Path(__file__).resolve().parent.parent / "fewstep"
@@ -28,7 +28,7 @@ def _lora_files():
     package = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = package
     spec.loader.exec_module(package)
-    return importlib.import_module(f"{spec.name}.lora_files")
+    return importlib.import_module(f"{spec.name}.lora.files")
 
 
 def main(argv=None) -> int:

@@ -34,11 +34,11 @@ import time
 
 import torch
 
-from . import teacache_calibration as cal
-from .teacache_indicator import (BLOCK0, MODEL_INPUT, TIMESTEP_EMBEDDING, Profile, architecture_name,
+from . import calibration as cal
+from .profiles import (BLOCK0, MODEL_INPUT, TIMESTEP_EMBEDDING, Profile, architecture_name,
                                  block0_modulated_input, for_latent, per_uuid, resolve_profile,
                                  timestep_embedding)
-from .teacache_state import FunctionRescale, OnlineRatio, PolynomialRescale, RunState, Settings
+from .state import FunctionRescale, OnlineRatio, PolynomialRescale, RunState, Settings
 
 KEY = "fewstep_teacache"  # wrapper key and transformer_options key of the node's config
 RUN_KEY = "fewstep_teacache_run"  # transformer_options key of the current run's state

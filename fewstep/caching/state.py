@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass, field
 import torch
 
-from .teacache_indicator import rel_l1
+from .profiles import rel_l1
 
 REUSE_RULES = ("extrapolate", "reuse")
 EXTRAPOLATION_LIMIT = 0.5  # at most this share of the last computed interval's change is added
@@ -57,7 +57,7 @@ def check(threshold, start_percent, end_percent, max_consecutive_skips, model_fa
         return f"start_percent ({start_percent}) must be smaller than end_percent ({end_percent})"
     if max_consecutive_skips is not None and (not isinstance(max_consecutive_skips, int) or max_consecutive_skips < 0):
         return f"max_consecutive_skips must be an integer >= 0 (0 = unlimited), got {max_consecutive_skips!r}"
-    from .teacache_indicator import FAMILY_CHOICES
+    from .profiles import FAMILY_CHOICES
 
     if model_family is not None and model_family not in FAMILY_CHOICES:
         return f"unknown model_family {model_family!r}; choose one of {', '.join(FAMILY_CHOICES)}"
@@ -82,7 +82,7 @@ class Rescale:
 
 class PolynomialRescale(Rescale):
     def __init__(self, coefficients, description: str):
-        from .teacache_indicator import polyval
+        from .profiles import polyval
 
         self.coefficients = tuple(float(c) for c in coefficients)
         self.description = description

@@ -23,8 +23,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lora_files import LoraFileError
-from .lora_structure import _TEXT
+from .files import LoraFileError
+from .structure import _TEXT
 
 _LOADED_MAX = 2  # like core LoraLoader, keep the last file(s) in memory between runs
 _loaded: "OrderedDict[tuple, dict]" = OrderedDict()

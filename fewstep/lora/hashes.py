@@ -21,7 +21,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .presets import PresetError, get_preset
+from ..presets.registry import PresetError, get_preset
 
 USER_FILE_NAME = "fewstep_lora_hashes.json"
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")

@@ -15,10 +15,10 @@ import re
 import threading
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
-from .lora_files import LoraFileError, read_fewstep_metadata, read_header
-from .lora_hashes import USER_FILE_NAME, HashCache, load_hash_table
-from .lora_recognition import Recognition, recognise
-from .lora_structure import Structure, detect_structure
+from .files import LoraFileError, read_fewstep_metadata, read_header
+from .hashes import USER_FILE_NAME, HashCache, load_hash_table
+from .recognition import Recognition, recognise
+from .structure import Structure, detect_structure
 
 HASH_CACHE_NAME = "lora_sha256_cache.json"  # under <user dir>/default/fewstep/
 

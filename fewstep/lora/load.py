@@ -13,12 +13,12 @@ from dataclasses import dataclass
 
 import torch
 
-from .lora_apply import apply_lora, load_lora_tensors
-from .lora_library import LoraLibrary, file_version, library, resolve_lora
-from .lora_settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value, choose
-from .model_patches import config_name, model_architectures
-from .preset_apply import apply_preset
-from .presets import PresetError, plan
+from .apply import apply_lora, load_lora_tensors
+from .library import LoraLibrary, file_version, library, resolve_lora
+from .settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value, choose
+from ..presets.patches import config_name, model_architectures
+from ..presets.apply import apply_preset
+from ..presets.registry import PresetError, plan
 
 # What the node passes on for a file it cannot recognise: KSampler's own defaults.
 UNKNOWN_DEFAULTS = {"steps": 20, "cfg": 8.0, "sampler_name": "euler", "scheduler": "normal"}

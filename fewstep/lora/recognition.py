@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .lora_files import FewStepMetadata, LoraFileError, read_fewstep_metadata, read_header
-from .lora_hashes import HashCache, HashEntry, match_hash
-from .lora_names import match_name
-from .lora_structure import Structure, detect_structure
-from .presets import PresetError, get_preset
+from .files import FewStepMetadata, LoraFileError, read_fewstep_metadata, read_header
+from .hashes import HashCache, HashEntry, match_hash
+from .names import match_name
+from .structure import Structure, detect_structure
+from ..presets.registry import PresetError, get_preset
 
 
 @dataclass

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .lora_files import FewStepMetadata
-from .lora_recognition import Recognition
-from .presets import Preset, PresetError, get_preset, parse_preset, plan, unknown_names
+from .files import FewStepMetadata
+from .recognition import Recognition
+from ..presets.registry import Preset, PresetError, get_preset, parse_preset, plan, unknown_names
 
 AUTO = "auto"
 DEFAULT_STEPS = -1  # "the count the file was made for, else the preset's default"

@@ -17,7 +17,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .lora_files import Header
+from .files import Header
 
 _DOWN_SUFFIXES = ("_lora_down_weight", "_lora_a_weight", "_lora_down", "_lora_a")
 _PREFIXES = ("lora_unet_", "lora_transformer_", "diffusion_model_", "base_model_model_")

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .model_patches import apply_model_patches, config_name, model_architectures
-from .presets import Plan, Preset, get_preset, plan
-from .tcd import ETA_OPTION, TCD_NAME
+from .patches import apply_model_patches, config_name, model_architectures
+from .registry import Plan, Preset, get_preset, plan
+from ..sampling.tcd import ETA_OPTION, TCD_NAME
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 
-from .presets import Preset, PresetError
+from .registry import Preset, PresetError
 
 # ComfyUI model-config class name -> architecture id used in presets.json `base`.
 # Looked up along the config's MRO, so SSD1B also counts as sdxl, FluxSchnell as flux.

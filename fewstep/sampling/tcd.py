@@ -25,7 +25,7 @@ import logging
 
 import torch
 
-from .presets import DEFAULT_TCD_ETA
+from ..presets.registry import DEFAULT_TCD_ETA
 
 TCD_NAME = "tcd"
 # transformer_options key a FewStep preset uses to carry its eta to KSampler's "tcd".

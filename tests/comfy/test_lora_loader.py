@@ -129,7 +129,7 @@ def test_metadata_with_its_own_settings_and_no_preset_id(node, tiny_sd15, dirs):
 
 
 def test_generic_name_recognised_by_a_user_hash_entry(node, tiny_sd15, dirs):
-    from comfyui_fewstep.fewstep.lora_library import library
+    from comfyui_fewstep.fewstep.lora.library import library
 
     path = put(dirs, "team_model.safetensors", tiny_sd15_lora(seed=4))
     unknown = run(node, tiny_sd15, "team_model.safetensors")
@@ -165,7 +165,7 @@ def test_conflicting_evidence_keys_win_and_info_says_so(node, tiny_sd15, dirs):
 
 
 def test_step_count_comes_from_the_file_and_contradicting_overrides_fail(node, tiny_sd15, dirs):
-    from comfyui_fewstep.fewstep.lora_settings import LoraSettingsError
+    from comfyui_fewstep.fewstep.lora.settings import LoraSettingsError
 
     put(dirs, "Hyper-SD15-2steps-lora.safetensors", tiny_sd15_lora(seed=7))
     put(dirs, "model.safetensors", tiny_sd15_lora(seed=2), fewstep_metadata("lcm-lora", steps=6))
@@ -192,7 +192,7 @@ def test_validation_refuses_paths_zero_steps_and_bad_counts(node, dirs):
 
 @pytest.mark.parametrize("tensors, lora_arch", [(sdxl_only_lora(), "sdxl"), (qwen_image_lora(), "qwen_image")])
 def test_a_lora_for_another_architecture_is_an_error_naming_both(node, tiny_sd15, dirs, tensors, lora_arch):
-    from comfyui_fewstep.fewstep.lora_apply import LoraArchitectureError
+    from comfyui_fewstep.fewstep.lora.apply import LoraArchitectureError
 
     put(dirs, f"other_{lora_arch}.safetensors", tensors)
     with pytest.raises(LoraArchitectureError, match=rf"other_{lora_arch}.safetensors: this LoRA is for {lora_arch} "
@@ -224,7 +224,7 @@ def test_zero_strengths_skip_the_lora_but_keep_the_preset(node, tiny_sd15, dirs)
 
 @pytest.mark.parametrize("kind", ["nan", "inf", "truncated", "pickle"])
 def test_broken_files_fail_naming_the_file_and_the_fix(node, tiny_sd15, dirs, kind):
-    from comfyui_fewstep.fewstep.lora_files import LoraFileError
+    from comfyui_fewstep.fewstep.lora.files import LoraFileError
 
     tensors = tiny_sd15_lora(seed=10)
     if kind in ("nan", "inf"):
@@ -246,7 +246,7 @@ def test_broken_files_fail_naming_the_file_and_the_fix(node, tiny_sd15, dirs, ki
 
 
 def test_a_changed_file_changes_the_fingerprint_and_is_hashed_once_per_version(node, tiny_sd15, dirs):
-    from comfyui_fewstep.fewstep.lora_library import library
+    from comfyui_fewstep.fewstep.lora.library import library
 
     path = put(dirs, "rewritten.safetensors", tiny_sd15_lora(seed=11))
     first = node.fingerprint_inputs(lora_name="rewritten.safetensors")
@@ -267,7 +267,7 @@ def test_a_changed_file_changes_the_fingerprint_and_is_hashed_once_per_version(n
 
 
 def test_describe_lora_is_what_the_badge_shows(dirs):
-    from comfyui_fewstep.fewstep.lora_load import describe_lora
+    from comfyui_fewstep.fewstep.lora.load import describe_lora
 
     put(dirs, "Hyper-SD15-8steps-lora.safetensors", tiny_sd15_lora(seed=1))
     put(dirs, "pytorch_lora_weights.safetensors", tiny_sd15_lora(rank=8, seed=5))
@@ -279,7 +279,7 @@ def test_describe_lora_is_what_the_badge_shows(dirs):
 
 
 def test_malformed_fewstep_metadata_names_the_file_and_the_fix(node, tiny_sd15, dirs):
-    from comfyui_fewstep.fewstep.lora_files import LoraFileError
+    from comfyui_fewstep.fewstep.lora.files import LoraFileError
 
     put(dirs, "tagged_by_a_tool.safetensors", tiny_sd15_lora(seed=13), {"fewstep.bench": "v1"})
     with pytest.raises(LoraFileError, match=r"tagged_by_a_tool.safetensors: invalid FewStep metadata: unknown key\(s\) "
@@ -288,8 +288,8 @@ def test_malformed_fewstep_metadata_names_the_file_and_the_fix(node, tiny_sd15, 
 
 
 def test_nan_scan_runs_once_per_file_version_and_tensors_can_be_dropped(dirs, monkeypatch):
-    from comfyui_fewstep.fewstep import lora_apply
-    from comfyui_fewstep.fewstep.lora_library import file_version
+    from comfyui_fewstep.fewstep.lora import apply as lora_apply
+    from comfyui_fewstep.fewstep.lora.library import file_version
 
     path = put(dirs, "scanned.safetensors", tiny_sd15_lora(seed=14))
     version = file_version(path)

@@ -147,7 +147,7 @@ def test_x0_patch_for_lightning_one_step(node, tiny_sd15, conds):
 def test_tcd_preset_carries_its_eta_to_ksamplers_tcd(node, tiny_sd15, conds, pack_nodes):
     from comfy_extras.nodes_custom_sampler import BasicScheduler, SamplerCustom
 
-    from comfyui_fewstep.fewstep.tcd import ETA_OPTION
+    from comfyui_fewstep.fewstep.sampling.tcd import ETA_OPTION
 
     model = tiny_sd15[0]
     o = run(node, model, "hyper-sd-1step-unified-tcd", 4)
@@ -172,7 +172,7 @@ def test_flux_guidance_and_info_wiring(node, tiny_sd15):
 
 @pytest.mark.parametrize("steps", [0, 3, 5, 101])
 def test_unsupported_step_counts_fail_clearly(node, tiny_sd15, steps):
-    from comfyui_fewstep.fewstep.presets import PresetError
+    from comfyui_fewstep.fewstep.presets.registry import PresetError
 
     with pytest.raises(PresetError, match=r"preset 'sdxl-lightning'.*allowed step counts are 2, 4, 8"):
         node.execute(tiny_sd15[0], "sdxl-lightning", steps)
@@ -193,7 +193,7 @@ def test_a_step_override_changes_steps_and_sigmas(node, tiny_sd15):
 
 
 def test_flow_patch_on_an_sd_model_is_refused_with_both_architectures(node, tiny_sd15):
-    from comfyui_fewstep.fewstep.presets import PresetError
+    from comfyui_fewstep.fewstep.presets.registry import PresetError
 
     with pytest.raises(PresetError, match=r"'qwen-image-lightning'.*flow-matching model.*SD15.*qwen_image"):
         node.execute(tiny_sd15[0], "qwen-image-lightning", -1)
@@ -203,7 +203,7 @@ def test_wan_shift_5_reproduces_lightx2v_timesteps(comfy):
     """lightx2v's 4-step distill: timesteps 1000/750/500/250 shifted by 5 = our simple schedule."""
     import comfy.samplers
 
-    from comfyui_fewstep.fewstep import model_patches
+    from comfyui_fewstep.fewstep.presets import patches as model_patches
 
     carrier = SimpleNamespace(model=SimpleNamespace(model_config=None))
     sampling = model_patches._flow_sampling(carrier, 5.0, 1000.0)

@@ -19,7 +19,7 @@ def conds(tiny_sd15):
 @pytest.fixture(scope="module")
 def tcd(pack_nodes):
     # pack_nodes has loaded the pack the way ComfyUI does, which registered "tcd".
-    from comfyui_fewstep.fewstep import tcd
+    from comfyui_fewstep.fewstep.sampling import tcd
 
     return tcd
 

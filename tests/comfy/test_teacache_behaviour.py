@@ -10,8 +10,8 @@ import gc
 import pytest
 import torch
 
-from comfyui_fewstep.fewstep.teacache_state import Settings
-from comfyui_fewstep.fewstep.teacache_wrappers import KEY, apply_teacache
+from comfyui_fewstep.fewstep.caching.state import Settings
+from comfyui_fewstep.fewstep.caching.hooks import KEY, apply_teacache
 from comfyui_fewstep.tools import tiny_families as tf
 
 SEED = 3

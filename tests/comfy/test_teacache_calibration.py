@@ -11,9 +11,9 @@ import logging
 import pytest
 import torch
 
-from comfyui_fewstep.fewstep import teacache_calibration as cal
-from comfyui_fewstep.fewstep.teacache_state import Settings
-from comfyui_fewstep.fewstep.teacache_wrappers import apply_teacache
+from comfyui_fewstep.fewstep.caching import calibration as cal
+from comfyui_fewstep.fewstep.caching.state import Settings
+from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
 from comfyui_fewstep.tools import tiny_families as tf
 
 STEPS = 12

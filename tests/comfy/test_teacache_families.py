@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_fewstep.fewstep import teacache_indicator as ti
-from comfyui_fewstep.fewstep.teacache_state import Settings
-from comfyui_fewstep.fewstep.teacache_wrappers import apply_teacache
+from comfyui_fewstep.fewstep.caching import profiles as ti
+from comfyui_fewstep.fewstep.caching.state import Settings
+from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
 from comfyui_fewstep.tools import tiny_families as tf
 
 STEPS, CFG, SEED = 12, 3.0, 7

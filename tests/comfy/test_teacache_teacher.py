@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from comfyui_fewstep.fewstep.metrics import difference
-from comfyui_fewstep.fewstep.teacache_state import Settings
-from comfyui_fewstep.fewstep.teacache_wrappers import apply_teacache
+from comfyui_fewstep.fewstep.caching.state import Settings
+from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
 
 PER_DIGIT, SEED = 4, 100
 MIN_SKIPPED, MIN_PSNR_DB = 15, 45.0  # at threshold 0.1, per run / over all samples

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from comfyui_fewstep.fewstep import lora_files as LF
-from comfyui_fewstep.fewstep.lora_hashes import BUILTIN, HashCache, load_hash_table, match_hash
-from comfyui_fewstep.fewstep.lora_names import match_name, normalise
-from comfyui_fewstep.fewstep.lora_recognition import recognise
-from comfyui_fewstep.fewstep.lora_structure import detect_structure
+from comfyui_fewstep.fewstep.lora import files as LF
+from comfyui_fewstep.fewstep.lora.hashes import BUILTIN, HashCache, load_hash_table, match_hash
+from comfyui_fewstep.fewstep.lora.names import match_name, normalise
+from comfyui_fewstep.fewstep.lora.recognition import recognise
+from comfyui_fewstep.fewstep.lora.structure import detect_structure
 
 # --- synthesising LoRA files -------------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """tools/preset_table.py: the README's preset table is generated from the registry."""
 
-from comfyui_fewstep.fewstep.presets import registry
+from comfyui_fewstep.fewstep.presets.registry import registry
 from comfyui_fewstep.tools.preset_table import HEADER, markdown
 
 

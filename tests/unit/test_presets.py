@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from comfyui_fewstep.fewstep import presets as P
+from comfyui_fewstep.fewstep.presets import registry as P
 
 # One id per row of shared/research/presets.md (plus the verified Wan rows).
 RESEARCH_ROWS = {
@@ -36,7 +36,7 @@ def test_every_preset_cites_an_https_source():
 def test_every_sampler_and_scheduler_is_one_comfyui_knows(comfy):
     import comfy.samplers
 
-    from comfyui_fewstep.fewstep.tcd import register_tcd_sampler
+    from comfyui_fewstep.fewstep.sampling.tcd import register_tcd_sampler
 
     register_tcd_sampler()
     samplers, schedulers = comfy.samplers.KSampler.SAMPLERS, comfy.samplers.KSampler.SCHEDULERS

@@ -7,8 +7,8 @@ import logging
 import numpy as np
 import pytest
 
-from comfyui_fewstep.fewstep import teacache_calibration as cal
-from comfyui_fewstep.fewstep import teacache_indicator as ti
+from comfyui_fewstep.fewstep.caching import calibration as cal
+from comfyui_fewstep.fewstep.caching import profiles as ti
 
 FP = "ab" * 32
 OTHER = "cd" * 32

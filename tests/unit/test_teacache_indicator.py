@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from comfyui_fewstep.fewstep import teacache_indicator as ti
+from comfyui_fewstep.fewstep.caching import profiles as ti
 
 # Upstream values (numpy poly1d order), copied from TeaCache's scripts as listed in the
 # project's research notes; a typo here would silently mis-scale every skip decision.

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from comfyui_fewstep.fewstep import teacache_indicator as ti
-from comfyui_fewstep.fewstep.teacache_state import (OnlineRatio, PolynomialRescale, Rescale, RunState, Settings,
+from comfyui_fewstep.fewstep.caching import profiles as ti
+from comfyui_fewstep.fewstep.caching.state import (OnlineRatio, PolynomialRescale, Rescale, RunState, Settings,
                                                     check)
 
 SCHEDULE = [10.0, 8.0, 6.0, 4.0, 3.0, 2.0, 1.0, 0.5, 0.0]  # 8 steps
@@ -112,9 +112,9 @@ def test_online_ratio_refuses_to_skip_before_it_has_learnt_a_ratio():
 
 
 def test_extrapolation_is_linear_in_sigma_bounded_and_safe():
-    from comfyui_fewstep.fewstep.teacache_state import Cond
+    from comfyui_fewstep.fewstep.caching.state import Cond
 
-    from comfyui_fewstep.fewstep.teacache_state import EXTRAPOLATION_LIMIT as k
+    from comfyui_fewstep.fewstep.caching.state import EXTRAPOLATION_LIMIT as k
 
     c = Cond()
     c.remember(4.0, torch.tensor([4.0]), (1,))
