@@ -1,16 +1,20 @@
 """The registry of FewStep nodes. Node ids are a public contract: never rename one;
-move a retired node to deprecated.py with is_deprecated=True instead."""
+move a retired node to deprecated.py with is_deprecated=True instead.
+
+Nothing happens at import. ComfyUI calls get_node_list() once per load (0.3.75 never
+calls on_load, and the server adds its routes after get_node_list), so the "tcd"
+sampler and the HTTP route are registered there, idempotently.
+"""
 
 from comfy_api.latest import ComfyExtension, io
 
+from ..fewstep.sampling.hooks import register_tcd_sampler
 from .caching import FewStepTeaCache
 from .analysis import FewStepCompare
 from .lora import FewStepLoraLoader
 from .presets import FewStepPreset
 from .routes import register_routes
 from .sampling import FewStepTCDSampler
-
-register_routes()  # GET /fewstep/lora_info for the LoRA badge; once, only when a server runs
 
 NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
@@ -23,4 +27,6 @@ NODES: list[type[io.ComfyNode]] = [
 
 class FewStepExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        register_tcd_sampler()
+        register_routes()  # GET /fewstep/lora_info for the LoRA badge; only when a server runs
         return list(NODES)

@@ -1,12 +1,13 @@
 """FewStepTeaCache: skip denoising calls whose output is predictable (TeaCache, with
 published coefficients where they exist, a model-agnostic indicator elsewhere, and an
-optional per-model calibration). The algorithm lives in fewstep/teacache_*.py."""
+optional per-model calibration). The algorithm lives in fewstep/caching/."""
 
 import logging
 import math
 
 from comfy_api.latest import io
 
+from ..fewstep import comfy_compat
 from ..fewstep.caching.profiles import AUTO, FAMILY_CHOICES, PROFILES, FamilyError
 from ..fewstep.caching.state import CACHE_DEVICES, CALIBRATION_MODES, Settings, check
 from ..fewstep.caching.hooks import apply_teacache
@@ -28,13 +29,7 @@ def _finite(value):
 
 def send_stats(stats: dict) -> None:
     """Send one run's numbers to the frontend (web/js/cache_stats.js); no-op without a server."""
-    try:
-        from server import PromptServer
-    except ImportError:
-        return
-    instance = getattr(PromptServer, "instance", None)
-    if instance is not None:
-        instance.send_sync(EVENT, _finite(stats), getattr(instance, "client_id", None))
+    comfy_compat.send_event(EVENT, _finite(stats))
 
 
 class FewStepTeaCache(io.ComfyNode):

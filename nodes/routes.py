@@ -12,6 +12,9 @@ header is read (tensors never are), and hashing runs in a worker thread, once pe
 import asyncio
 import logging
 
+from aiohttp import web
+
+from ..fewstep import comfy_compat
 from ..fewstep.lora.files import LoraFileError
 from ..fewstep.lora.library import LoraNameError
 from ..fewstep.lora.load import describe_lora
@@ -19,12 +22,9 @@ from ..fewstep.lora.settings import AUTO, DEFAULT_STEPS, LoraSettingsError
 from ..fewstep.presets.registry import PresetError
 
 ROUTE = "/fewstep/lora_info"
-_registered = False
 
 
 async def lora_info(request):
-    from aiohttp import web
-
     query = request.rel_url.query
     name = query.get("lora_name", "")
     try:
@@ -42,20 +42,7 @@ async def lora_info(request):
 
 def register_routes() -> bool:
     """Add the route to ComfyUI's server once; False when there is no server (in-process use)."""
-    global _registered
-    if _registered:
-        return True
-    try:
-        from server import PromptServer
-    except ImportError:
-        return False
-    instance = getattr(PromptServer, "instance", None)
-    if instance is None:
-        return False
-    if any(getattr(r, "path", None) == ROUTE for r in instance.routes):
-        _registered = True
-        return True
-    instance.routes.get(ROUTE)(lora_info)
-    _registered = True
-    logging.info("[FewStep] route GET %s registered", ROUTE)
-    return True
+    added = comfy_compat.add_get_route(ROUTE, lora_info)
+    if added:
+        logging.debug("[FewStep] route GET %s ready", ROUTE)
+    return added

@@ -1,16 +1,11 @@
-"""FewStepTCDSampler, and the pack's one change to ComfyUI's shared state: the "tcd" name.
-
-Importing this module (ComfyUI does when it loads the pack) registers sampler "tcd" in
-KSampler's list, once (see fewstep/tcd.py). A workflow saved with "tcd" in a KSampler
-needs FewStep installed; without it ComfyUI reports "Value not in list".
-"""
+"""FewStepTCDSampler: TCD for SamplerCustom. KSampler's "tcd" is the same sampler,
+registered when ComfyUI asks the pack for its nodes (nodes/__init__.py)."""
 
 import comfy.samplers
 from comfy_api.latest import io
 
-from ..fewstep.sampling.tcd import DEFAULT_TCD_ETA, TCD_NAME, register_tcd_sampler, sample_tcd
-
-register_tcd_sampler()
+from ..fewstep.presets.registry import DEFAULT_TCD_ETA
+from ..fewstep.sampling.hooks import sample_tcd
 
 
 class FewStepTCDSampler(io.ComfyNode):
@@ -36,6 +31,3 @@ class FewStepTCDSampler(io.ComfyNode):
     @classmethod
     def execute(cls, eta) -> io.NodeOutput:
         return io.NodeOutput(comfy.samplers.KSAMPLER(sample_tcd, extra_options={"eta": float(eta)}))
-
-
-__all__ = ["FewStepTCDSampler", "TCD_NAME"]

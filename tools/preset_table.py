@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import sys
 
+from ..fewstep.architectures import display_name
 from ..fewstep.presets.registry import Preset, registry
 
-ARCH_NAMES = {"sd15": "SD1.5", "sd21": "SD2.1", "sdxl": "SDXL", "ssd1b": "SSD-1B", "sd3": "SD3", "flux": "FLUX.1",
-              "qwen_image": "Qwen-Image", "wan": "Wan 2.1/2.2 A14B", "wan22_5b": "Wan2.2 5B"}
 HEADER = ("id", "family", "base", "steps", "cfg", "sampler / scheduler", "source")
 
 
@@ -63,7 +62,7 @@ def _source(p: Preset) -> str:
 
 def rows() -> list[tuple[str, ...]]:
     return [(f"`{p.id}`", p.family + (" (checkpoint)" if p.kind == "checkpoint" else ""),
-             ", ".join(ARCH_NAMES.get(b, b) for b in p.base), _steps(p), _cfg(p), _sampling(p), _source(p))
+             ", ".join(display_name(b) for b in p.base), _steps(p), _cfg(p), _sampling(p), _source(p))
             for p in registry().values()]
 
 

@@ -1,7 +1,8 @@
 """Calibration: fit TeaCache's indicator-to-output-change polynomial from one full run of
 *this* model, store it, and use it on later runs.
 
-Fingerprint (what "this model" means). SHA-256 over, in order: a format tag, the
+Fingerprint (what "this model" means; computed by comfy_compat.model_fingerprint with
+FINGERPRINT_TAG). SHA-256 over, in order: a format tag, the
 ComfyUI model-config class name, then for every tensor of the diffusion model's state
 dict (sorted by key) its key, shape, dtype and 8 values at evenly spaced flat positions
 (the pre-patch value when ComfyUI holds a backup of an in-place patched weight), then
@@ -21,7 +22,6 @@ and the run falls back to the published coefficients / the online ratio.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import math
@@ -29,73 +29,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 
 FORMAT = "fewstep-teacache-calibration"
 VERSION = 1
-SAMPLES_PER_TENSOR = 8
+FINGERPRINT_TAG = b"fewstep-teacache-fingerprint-v1"
 MIN_POINTS = 4
 log = logging.getLogger("FewStep.TeaCache")
 
 
 class CalibrationFileError(ValueError):
     """A stored calibration that cannot be used (corrupt, foreign, other version)."""
-
-
-# ---- fingerprint -----------------------------------------------------------------------
-
-def _sample(t: torch.Tensor) -> torch.Tensor:
-    flat = t.detach().reshape(-1)
-    n = flat.numel()
-    if n == 0:
-        return torch.zeros(0)
-    idx = torch.linspace(0, n - 1, min(SAMPLES_PER_TENSOR, n), device=flat.device).round().long()
-    return flat[idx].float().cpu()
-
-
-def _tensors_in(obj, depth: int = 0):
-    """Tensors inside a weight patch (tuples, lists, adapter objects with .weights)."""
-    if depth > 4:
-        return
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, (tuple, list)):
-        for o in obj:
-            yield from _tensors_in(o, depth + 1)
-    elif hasattr(obj, "weights"):
-        yield from _tensors_in(obj.weights, depth + 1)
-
-
-def fingerprint(model_patcher) -> str:
-    """See the module docstring. Values that cannot be read (exotic quantised tensors)
-    contribute their shape only."""
-    h = hashlib.sha256(b"fewstep-teacache-fingerprint-v1\0")
-    config = getattr(model_patcher.model, "model_config", None)
-    h.update(type(config).__name__.encode() + b"\0")
-    backup = getattr(model_patcher, "backup", {}) or {}
-    samples = []
-    sd = model_patcher.model.diffusion_model.state_dict(keep_vars=True)
-    for key in sorted(sd):
-        t = sd[key]
-        full = "diffusion_model." + key
-        if full in backup:
-            t = backup[full].weight
-        h.update(f"{key}|{tuple(t.shape)}|{t.dtype}\0".encode())
-        try:
-            samples.append(_sample(t))
-        except Exception:  # noqa: BLE001 - a tensor type we cannot index: shape only
-            h.update(b"unreadable\0")
-    for key in sorted(getattr(model_patcher, "patches", {}) or {}):
-        for patch in model_patcher.patches[key]:
-            h.update(f"patch|{key}|{patch[0]!r}|{patch[2] if len(patch) > 2 else ''!r}\0".encode())
-            for t in _tensors_in(patch[1]):
-                try:
-                    samples.append(_sample(t))
-                except Exception:  # noqa: BLE001
-                    h.update(b"unreadable\0")
-    if samples:
-        h.update(torch.cat(samples).numpy().tobytes())
-    return h.hexdigest()
 
 
 # ---- fitting ---------------------------------------------------------------------------
@@ -152,12 +95,6 @@ def fit(points, steps: int, sampler: str = "", degree: int = 2) -> Fit:
 
 # ---- store -----------------------------------------------------------------------------
 
-def default_root() -> Path:
-    import folder_paths  # ComfyUI's
-
-    return Path(folder_paths.get_user_directory()) / "fewstep" / "teacache"
-
-
 def path_for(root: Path, fp: str) -> Path:
     return Path(root) / f"{fp[:20]}.json"
 
@@ -206,7 +143,7 @@ def lookup(root: Path, fp: str, steps: int) -> tuple[Fit | None, str]:
     return fits[best], how
 
 
-def save(root: Path, fp: str, new_fit: Fit, architecture: str, indicator: str) -> Path:
+def save(root: Path, fp: str, new_fit: Fit, architecture: str, indicator: str, comfyui: str = "unknown") -> Path:
     """Add `new_fit` to this model's file (replacing a fit of the same step count)."""
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
@@ -220,19 +157,10 @@ def save(root: Path, fp: str, new_fit: Fit, architecture: str, indicator: str) -
                "indicator": indicator, "fits": {}}
     entry = new_fit.to_json()
     entry["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-    entry["comfyui"] = _comfyui_version()
+    entry["comfyui"] = comfyui
     doc["fits"][str(new_fit.steps)] = entry
     p = path_for(root, fp)
     tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(doc, indent=1) + "\n")
     os.replace(tmp, p)
     return p
-
-
-def _comfyui_version() -> str:
-    try:
-        import comfyui_version
-
-        return comfyui_version.__version__
-    except ImportError:
-        return "?"

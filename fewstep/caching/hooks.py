@@ -30,14 +30,21 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
+import comfy.patcher_extension as pe
 import torch
 
+from .. import comfy_compat
 from . import calibration as cal
-from .profiles import (BLOCK0, MODEL_INPUT, TIMESTEP_EMBEDDING, Profile, architecture_name,
-                                 block0_modulated_input, for_latent, per_uuid, resolve_profile,
-                                 timestep_embedding)
+from .profiles import (BLOCK0, MODEL_INPUT, TIMESTEP_EMBEDDING, Profile, architecture_name, for_latent,
+                       per_uuid, resolve_profile)
 from .state import FunctionRescale, OnlineRatio, PolynomialRescale, RunState, Settings
 
 KEY = "fewstep_teacache"  # wrapper key and transformer_options key of the node's config
@@ -50,37 +57,68 @@ class SkipBlocks(BaseException):
     A BaseException so that `except Exception` in code in between cannot swallow it."""
 
 
+@dataclass(frozen=True)
 class TeaCacheConfig:
-    """What the node fixes, stored on the clone. Deep copies (ModelPatcher.clone deep-copies
-    model_options) share it, so a pending calibration request is seen by every copy."""
+    """What the node fixes, stored on the clone (immutable: ModelPatcher.clone deep-copies
+    model_options, and every copy must mean the same). A "calibrate on next run" request
+    is fulfilled once, by whichever copy samples first: `request` names it."""
 
-    def __init__(self, settings: Settings, profile: Profile, auto: bool, architecture: str,
-                 calibration: str = "use stored", node_id: str | None = None, store_root=None,
-                 reporter=None):
-        self.settings, self.profile, self.auto, self.architecture = settings, profile, auto, architecture
-        self.calibration, self.node_id, self.store_root = calibration, node_id, store_root
-        self.calibration_pending = calibration == "calibrate on next run"
-        self.reporter = reporter  # callable(stats dict) -> None, e.g. the websocket sender
-        self._fingerprints: dict = {}
+    settings: Settings
+    profile: Profile
+    auto: bool
+    architecture: str
+    calibration: str = "use stored"
+    node_id: str | None = None
+    store_root: Path | None = None
+    reporter: Callable[[dict], None] | None = None  # e.g. the websocket sender
+    request: str = field(default_factory=lambda: uuid.uuid4().hex)
 
-    def __deepcopy__(self, memo):
-        return self
+    def root(self) -> Path:
+        return self.store_root if self.store_root is not None else comfy_compat.user_data_dir("teacache")
 
-    def root(self):
-        return self.store_root if self.store_root is not None else cal.default_root()
+    def calibration_pending(self) -> bool:
+        return self.calibration == "calibrate on next run" and not _fulfilled.contains(self.request)
 
-    def fingerprint(self, model_patcher) -> str:
-        key = (id(model_patcher.model), model_patcher.patches_uuid)
-        if key not in self._fingerprints:
-            self._fingerprints[key] = cal.fingerprint(model_patcher)
-        return self._fingerprints[key]
+
+class _BoundedSet:
+    """Process-wide memory with a bound: the oldest entries go first."""
+
+    def __init__(self, size: int):
+        self._items: OrderedDict = OrderedDict()
+        self._size, self._lock = size, threading.Lock()
+
+    def contains(self, key) -> bool:
+        with self._lock:
+            return key in self._items
+
+    def get(self, key):
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key, value=None) -> None:
+        with self._lock:
+            self._items[key] = value
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+_fulfilled = _BoundedSet(256)  # calibration requests already carried out
+_fingerprints = _BoundedSet(32)  # patcher state -> fingerprint (weights are hashed once)
+
+
+def fingerprint(model_patcher) -> str:
+    key = comfy_compat.patcher_state_key(model_patcher)
+    found = _fingerprints.get(key)
+    if found is None:
+        found = comfy_compat.model_fingerprint(model_patcher, cal.FINGERPRINT_TAG)
+        _fingerprints.put(key, found)
+    return found
 
 
 def apply_teacache(model, settings: Settings, family: str = "auto", calibration: str = "use stored",
                    node_id: str | None = None, store_root=None, reporter=None):
     """A clone of `model` with FewStep TeaCache. Raises FamilyError for a wrong family."""
-    import comfy.patcher_extension as pe
-
     m = model.clone()
     profile = resolve_profile(m, family)
     config = TeaCacheConfig(settings, profile, family == "auto", architecture_name(m), calibration,
@@ -96,8 +134,7 @@ def apply_teacache(model, settings: Settings, family: str = "auto", calibration:
     else:
         m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY, diffusion_model_wrapper)
     if profile.source == BLOCK0:
-        replace = m.model_options["transformer_options"].get("patches_replace", {}).get("dit", {})
-        previous = replace.get(("double_block", 0))
+        previous = comfy_compat.dit_replace_patch(m, "double_block", 0)
         if getattr(previous, "fewstep_teacache", False):
             previous = previous.previous
         m.set_model_patch_replace(_block0_patch(previous), "dit", "double_block", 0)
@@ -112,13 +149,13 @@ def _rescale_for(config: TeaCacheConfig, profile: Profile, model_patcher, steps:
     fp = None
     if config.calibration != "off":
         try:
-            fp = config.fingerprint(model_patcher)
+            fp = fingerprint(model_patcher)
             info["fingerprint"] = fp[:20]
             info["file"] = str(cal.path_for(config.root(), fp))
         except Exception as e:  # noqa: BLE001 - never let bookkeeping break sampling
             log.warning("FewStep TeaCache: cannot fingerprint the model (%s); calibration off", e)
             fp = None
-        if fp and config.calibration_pending:
+        if fp and config.calibration_pending():
             info["status"] = "calibrating (this run computes every step)"
             return OnlineRatio(), True, info, fp
         if fp:
@@ -134,7 +171,7 @@ def _rescale_for(config: TeaCacheConfig, profile: Profile, model_patcher, steps:
 
 
 def _start_run(config: TeaCacheConfig, guider, args) -> RunState:
-    noise, sampler, sigmas = args[0], args[2], args[3]
+    noise, _latent, sampler, sigmas = comfy_compat.outer_sample_args(args)
     steps = max(len(sigmas) - 1, 0)
     profile = for_latent(config.profile, tuple(noise.shape), config.auto)
     rescale, calibrating, info, fp = _rescale_for(config, profile, guider.model_patcher, steps)
@@ -144,7 +181,7 @@ def _start_run(config: TeaCacheConfig, guider, args) -> RunState:
                    float(ms.percent_to_sigma(s.end_percent)), calibrating=calibrating)
     run.profile, run.calibration_info, run.steps, run.fingerprint = profile, info, steps, fp
     run.sampler = getattr(getattr(sampler, "sampler_function", None), "__name__", type(sampler).__name__)
-    if guider.model_options.get("context_handler") is not None:
+    if comfy_compat.uses_context_windows(guider.model_options):
         # Context windows run several x windows per step under the same conds: one cache
         # per cond cannot tell them apart, so this run computes every call.
         run.block("context windows are active: every call is computed")
@@ -152,11 +189,9 @@ def _start_run(config: TeaCacheConfig, guider, args) -> RunState:
 
 
 def outer_sample_wrapper(executor, *args, **kwargs):
-    import comfy.model_patcher
-
     guider = executor.class_obj
     original = guider.model_options
-    guider.model_options = comfy.model_patcher.create_model_options_clone(original)
+    guider.model_options = comfy_compat.clone_model_options(original)
     to = guider.model_options.setdefault("transformer_options", {})
     config: TeaCacheConfig = to[KEY]
     run, completed = None, False
@@ -199,8 +234,9 @@ def _save_calibration(config: TeaCacheConfig, run: RunState) -> None:
     info = run.calibration_info
     try:
         new_fit = cal.fit(run.stats.calibration_points, run.steps, run.sampler)
-        path = cal.save(config.root(), run.fingerprint, new_fit, config.architecture, run.profile.source)
-        config.calibration_pending = False
+        path = cal.save(config.root(), run.fingerprint, new_fit, config.architecture, run.profile.source,
+                        comfy_compat.comfyui_version())
+        _fulfilled.put(config.request)
         info.update(status=f"calibrated and saved ({run.steps} steps)", file=str(path),
                     coefficients=list(new_fit.coefficients), rmse=new_fit.rmse, points=len(new_fit.points))
         log.info("FewStep TeaCache: calibration saved to %s: %s (rmse %.4g, %d points)", path,
@@ -213,7 +249,8 @@ def _save_calibration(config: TeaCacheConfig, run: RunState) -> None:
 # ---- per evaluation ---------------------------------------------------------------------
 
 def calc_cond_batch_wrapper(executor, *args, **kwargs):
-    run = args[-1].get("transformer_options", {}).get(RUN_KEY) if isinstance(args[-1], dict) else None
+    options = comfy_compat.calc_cond_batch_model_options(args)
+    run = options.get("transformer_options", {}).get(RUN_KEY) if options is not None else None
     if run is not None:
         run.new_evaluation()
     return executor(*args, **kwargs)
@@ -241,13 +278,12 @@ def _affine(ms, t: torch.Tensor, x: torch.Tensor):
 
 
 def apply_model_wrapper(executor, *args, **kwargs):
-    to = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+    x, t, to = comfy_compat.apply_model_args(args, kwargs)
     run: RunState | None = to.get(RUN_KEY)
     if run is None:
         return executor(*args, **kwargs)
     start = time.perf_counter()
     ms = executor.class_obj.model_sampling
-    x, t = args[0], args[1]
     uuids = _uuids(to, x.shape[0])
     sigma = _sigma(to, t)
     xs = per_uuid(x, len(uuids))
@@ -272,32 +308,21 @@ def apply_model_wrapper(executor, *args, **kwargs):
 
 # ---- published families: DIFFUSION_MODEL and the first-block patch ------------------------
 
-def _transformer_options(args, kwargs) -> dict:
-    to = kwargs.get("transformer_options")
-    if isinstance(to, dict):
-        return to
-    for a in reversed(args):
-        if isinstance(a, dict) and ("uuids" in a or RUN_KEY in a):
-            return a
-    return {}
-
-
 def diffusion_model_wrapper(executor, *args, **kwargs):
-    to = _transformer_options(args, kwargs)
+    x, timestep, to = comfy_compat.diffusion_model_args(args, kwargs)
     run: RunState | None = to.get(RUN_KEY)
     if run is None:
         return executor(*args, **kwargs)
     start = time.perf_counter()
-    x = args[0]
     uuids = _uuids(to, x.shape[0])
-    sigma = _sigma(to, args[1])
+    sigma = _sigma(to, timestep)
     xs = per_uuid(x, len(uuids))
     profile = run.profile
     skip = False
     if run.decision is not None:
         skip = run.decide(uuids, sigma, None, xs)
     elif profile.source == TIMESTEP_EMBEDDING:
-        emb = timestep_embedding(profile.architecture, executor.class_obj, x, args[1])
+        emb = comfy_compat.timestep_embedding(profile.architecture, executor.class_obj, x, timestep)
         skip = run.decide(uuids, sigma, per_uuid(emb, len(uuids)), xs)
     if skip:
         out = torch.cat(run.predictions(uuids, sigma, x.device)).to(x.dtype)
@@ -334,7 +359,7 @@ def _block0_patch(previous):
             start = time.perf_counter()
             run.armed = None
             dm, uuids, sigma, xs = armed
-            ind = block0_modulated_input(run.profile.architecture, dm, args)
+            ind = comfy_compat.first_block_modulated_input(run.profile.architecture, dm, args)
             skip = run.decide(uuids, sigma, per_uuid(ind, len(uuids)), xs)
             run.overhead += time.perf_counter() - start
             if skip:

@@ -20,8 +20,10 @@ Where each family's indicator comes from (ComfyUI 0.3.75):
   change of the network input as the model sees it (`model_sampling.calculate_input`),
   which needs no model-specific code.
 
-Coefficients are numpy poly1d order (highest power first), identical in the upstream
-TeaCache scripts and welltop-cn/ComfyUI-TeaCache (see shared research notes).
+The reading itself is in comfy_compat (first_block_modulated_input, timestep_embedding):
+it depends on ComfyUI's block attributes. Coefficients are numpy poly1d order (highest
+power first), identical in the upstream ali-vilab/TeaCache scripts and
+welltop-cn/ComfyUI-TeaCache.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+
+from .. import architectures
+from ..architectures import family_of
 
 AUTO = "auto"
 GENERIC = "generic"
@@ -45,7 +50,7 @@ class Profile:
     """One `model_family` choice: the architecture it needs, its indicator, its rescale."""
 
     name: str
-    architecture: str  # "flux", "hunyuan_video", "ltxv", "lumina2", "wan21" or "generic"
+    architecture: str  # an id from fewstep.architectures, or "generic"
     source: str  # BLOCK0, TIMESTEP_EMBEDDING or MODEL_INPUT
     coefficients: tuple[float, ...] | None  # published polynomial, None: no published fit
     recommended_threshold: float | None = None  # ComfyUI-TeaCache README, where given
@@ -86,32 +91,11 @@ PROFILES: dict[str, Profile] = {p.name: p for p in [
 
 FAMILY_CHOICES: list[str] = [AUTO, *PROFILES]
 
-# Diffusion-model classes (checked along the MRO) each architecture's indicator reads.
-ARCHITECTURE_CLASSES = {
-    "flux": "Flux", "hunyuan_video": "HunyuanVideo", "ltxv": "LTXVModel",
-    "lumina2": "NextDiT", "wan21": "WanModel",
-}
-# `auto`: ComfyUI model-config class (exact name) -> architecture with published coefficients.
-_AUTO_BY_CONFIG = {
-    "Flux": "flux", "FluxInpaint": "flux", "FluxSchnell": "flux",
-    "HunyuanVideo": "hunyuan_video", "HunyuanVideoI2V": "hunyuan_video",
-    "HunyuanVideoSkyreelsI2V": "hunyuan_video",
-    "LTXV": "ltxv", "Lumina2": "lumina2", "WAN21_T2V": "wan21", "WAN21_I2V": "wan21",
-}
-# The model-config names the generic indicator is reported with (display only).
-_GENERIC_NAMES = {"SD15": "sd15", "SD20": "sd2", "SDXL": "sdxl", "SDXLRefiner": "sdxl_refiner",
-                  "SD3": "sd3", "QwenImage": "qwen_image", "Flux2": "flux2", "Chroma": "chroma"}
-
 WAN_720P_TOKENS = 90 * 160  # latent positions per frame of a 720x1280 video (8x VAE)
 
 
 class FamilyError(ValueError):
     """An explicit model_family that does not exist or does not match the model."""
-
-
-def config_name(model_patcher) -> str:
-    config = getattr(getattr(model_patcher, "model", None), "model_config", None)
-    return type(config).__name__ if config is not None else "?"
 
 
 def _dm_classes(model_patcher) -> set[str]:
@@ -120,29 +104,30 @@ def _dm_classes(model_patcher) -> set[str]:
 
 
 def architecture_name(model_patcher) -> str:
-    """A short name for logs and stats: the config class in our own words."""
-    name = config_name(model_patcher)
-    return _AUTO_BY_CONFIG.get(name) or _GENERIC_NAMES.get(name) or name.lower()
+    """A short name for logs and stats: the family id, else the config class."""
+    family = family_of(model_patcher)
+    return family.id or family.config.lower()
 
 
 def resolve_profile(model_patcher, family: str) -> Profile:
-    """The Profile for `family` on this model; `auto` picks published coefficients when the
-    architecture has them and the generic indicator otherwise. Raises FamilyError."""
+    """The Profile for `family` on this model; `auto` picks published coefficients when
+    they were fitted for this model's own config class, the generic indicator otherwise.
+    Raises FamilyError."""
     if family == AUTO:
-        arch = _AUTO_BY_CONFIG.get(config_name(model_patcher))
-        if arch is None:
+        found = family_of(model_patcher)
+        if not found.exact:
             return PROFILES[GENERIC]
-        if arch == "wan21":
+        if found.id == "wan21":
             return PROFILES[_auto_wan(model_patcher)]
-        return PROFILES[arch]
+        return PROFILES.get(found.id, PROFILES[GENERIC])
     profile = PROFILES.get(family)
     if profile is None:
         raise FamilyError(f"unknown model_family {family!r}; choose one of {', '.join(FAMILY_CHOICES)}")
-    want = ARCHITECTURE_CLASSES.get(profile.architecture)
+    want = None if profile.architecture == GENERIC else architectures.get(profile.architecture).diffusion_model
     if want is not None and want not in _dm_classes(model_patcher):
         raise FamilyError(
             f"model_family {family!r} needs a {want} diffusion model, but this MODEL is "
-            f"{config_name(model_patcher)} ({type(model_patcher.get_model_object('diffusion_model')).__name__}); "
+            f"{family_of(model_patcher).config} ({type(model_patcher.get_model_object('diffusion_model')).__name__}); "
             f"use 'auto' or '{GENERIC}'")
     return profile
 
@@ -150,7 +135,7 @@ def resolve_profile(model_patcher, family: str) -> Profile:
 def _auto_wan(model_patcher) -> str:
     dm = model_patcher.get_model_object("diffusion_model")
     size = "14B" if getattr(dm, "dim", 0) >= 3072 else "1.3B"
-    if config_name(model_patcher) == "WAN21_I2V":
+    if family_of(model_patcher).config == "WAN21_I2V":
         return "wan2.1_i2v_480p_14B"  # 720p is chosen per run from the latent size
     return f"wan2.1_t2v_{size}"
 
@@ -186,44 +171,6 @@ def polyval(coefficients, x: float) -> float:
     for c in coefficients:
         acc = acc * x + c
     return abs(acc)
-
-
-def block0_modulated_input(architecture: str, dm, args: dict) -> torch.Tensor:
-    """The first block's timestep-modulated input, from the block's own replace-patch args."""
-    img = args["img"]
-    if architecture in ("flux", "hunyuan_video"):
-        from comfy.ldm.flux.layers import apply_mod
-
-        block = dm.double_blocks[0]
-        vec = args["vec"]
-        if getattr(block, "modulation", True):
-            mod1, _ = block.img_mod(vec)
-        else:  # global modulation (vec carries the block's modulation already)
-            (mod1, _), _ = vec
-        return apply_mod(block.img_norm1(img), 1 + mod1.scale, mod1.shift, args.get("modulation_dims_img"))
-    if architecture == "ltxv":
-        from comfy.ldm.common_dit import rms_norm
-
-        table = dm.transformer_blocks[0].scale_shift_table
-        t = args["vec"]
-        ada = table[None, None].to(device=img.device, dtype=img.dtype) + t.reshape(img.shape[0], t.shape[1], table.shape[0], -1)
-        shift, scale = ada[:, :, 0], ada[:, :, 1]
-        return rms_norm(img) * (1 + scale) + shift
-    if architecture == "wan21":  # retention mode: e0
-        return args["vec"]
-    raise ValueError(f"no first-block indicator for {architecture}")
-
-
-def timestep_embedding(architecture: str, dm, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
-    """The timestep embedding TeaCache reads for Wan (`e`) and Lumina 2 (adaLN input),
-    computed with the model's own embedder from the timestep the forward receives."""
-    if architecture == "wan21":
-        from comfy.ldm.wan.model import sinusoidal_embedding_1d
-
-        return dm.time_embedding(sinusoidal_embedding_1d(dm.freq_dim, timestep.flatten()).to(dtype=x.dtype))
-    if architecture == "lumina2":
-        return dm.t_embedder((1.0 - timestep) * getattr(dm, "time_scale", 1.0), dtype=x.dtype)
-    raise ValueError(f"no timestep-embedding indicator for {architecture}")
 
 
 def per_uuid(tensor: torch.Tensor, count: int) -> list[torch.Tensor]:

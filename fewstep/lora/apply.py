@@ -23,6 +23,9 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
+
+from .. import comfy_compat
 from .files import LoraFileError
 from .structure import _TEXT
 
@@ -51,15 +54,12 @@ def is_text_encoder_key(key: str) -> bool:
 def load_lora_tensors(path: Path, version: tuple) -> dict:
     """The file's tensors (ComfyUI's safe loader); LoraFileError on NaN/Inf. The NaN/Inf scan
     runs once per file `version`; the tensors stay in memory for the last few versions."""
-    import comfy.utils
-    import torch
-
     with _loaded_lock:
         if version in _loaded:
             _loaded.move_to_end(version)
             return _loaded[version]
     try:
-        tensors = comfy.utils.load_torch_file(str(path), safe_load=True)
+        tensors = comfy_compat.load_safetensors(path)
     except Exception as e:  # safetensors' own errors for damage read_header could not see
         raise LoraFileError(f"{path.name}: cannot read the tensors ({e}); the file is damaged - download it again") from e
     if version not in _finite:
@@ -98,18 +98,16 @@ def _weight_shapes(root) -> dict[str, tuple[int, ...]]:
 
 
 def _fits(patch, shape) -> bool:
-    """Would this patch land on a weight of `shape`? (Core would log an ERROR at sampling.)"""
+    """Would this patch land on a weight of `shape`? (Core would log an ERROR at sampling.)
+    Patches whose result shape is not plain to read (LoCon mid, reshape, LoHa...) pass."""
     if shape is None:
         return True
-    weights = getattr(patch, "weights", None)
-    if type(patch).__name__ == "LoRAAdapter" and weights is not None:
-        up, down, reshape = weights[0], weights[1], weights[5] if len(weights) > 5 else None
-        if reshape is not None or weights[3] is not None:
-            return True
+    matrices = comfy_compat.lora_adapter_matrices(patch)
+    if matrices is not None:
+        up, down = matrices
         return up.shape[0] == shape[0] and up.shape[0] * math.prod(down.shape[1:]) == math.prod(shape)
-    if isinstance(patch, tuple) and patch and patch[0] == "diff":
-        return tuple(patch[1][0].shape) == shape
-    return True
+    diff = comfy_compat.diff_patch_tensor(patch)
+    return diff is None or tuple(diff.shape) == shape
 
 
 @dataclass
@@ -120,9 +118,7 @@ class _Mapped:
 
 
 def _map(lora: dict, modules: set[str], key_map: dict, root) -> _Mapped:
-    import comfy.lora
-
-    patches = comfy.lora.load_lora(lora, key_map, log_missing=False)
+    patches = comfy_compat.lora_patches(lora, key_map)
     shapes = _weight_shapes(root)
     fit, misfit = {}, []
     for key, patch in patches.items():
@@ -147,15 +143,12 @@ class LoraApplied:
 def apply_lora(model, clip, lora: dict, strength_model: float, strength_clip: float, file_name: str,
                lora_arch: str | None, model_arch: str, model_arch_ids: tuple[str, ...] = ()) -> LoraApplied:
     """Clones of `model`/`clip` with the LoRA's fitting modules patched in (core's patch format)."""
-    import comfy.lora
-    import comfy.lora_convert
-
-    lora = comfy.lora_convert.convert_lora(lora)
+    lora = comfy_compat.convert_lora(lora)
     modules = {module_name(k) for k in lora}
     text_modules = {m for m in modules if is_text_encoder_key(m)}
     unet_modules = modules - text_modules
 
-    mapped = _map(lora, modules, comfy.lora.model_lora_keys_unet(model.model, {}), model.model)
+    mapped = _map(lora, modules, comfy_compat.unet_lora_key_map(model), model.model)
     used = set(mapped.used)
     if unet_modules and not mapped.patches:
         what = f"for {lora_arch} (from its keys and shapes)" if lora_arch else "for another architecture"
@@ -172,7 +165,7 @@ def apply_lora(model, clip, lora: dict, strength_model: float, strength_clip: fl
 
     new_clip, clip_count = None, 0
     if clip is not None:
-        clip_mapped = _map(lora, modules, comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {}),
+        clip_mapped = _map(lora, modules, comfy_compat.clip_lora_key_map(clip),
                            clip.cond_stage_model)
         used |= clip_mapped.used
         new_clip = clip.clone()

@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from ..presets.registry import ARCHITECTURES, preset_ids
+from .. import architectures
+from ..presets.registry import preset_ids
 
 PICKLE_SUFFIXES = (".ckpt", ".pt", ".pth", ".bin", ".pkl", ".pickle")
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -133,7 +134,8 @@ class FewStepMetadata:
 
     @property
     def base(self) -> tuple[str, ...]:
-        return tuple(b.strip() for b in self.fields["base"].split(","))
+        """Current architecture ids (ids older releases wrote, such as 'sd21', map forward)."""
+        return tuple(architectures.canonical(b.strip()) for b in self.fields["base"].split(","))
 
 
 def read_fewstep_metadata(metadata: Mapping[str, str], file_name: str = "file") -> FewStepMetadata | None:
@@ -142,6 +144,14 @@ def read_fewstep_metadata(metadata: Mapping[str, str], file_name: str = "file") 
     if not fields:
         return None
     return FewStepMetadata(validate_fewstep_fields(fields, file_name))
+
+
+def _known_architecture(arch_id: str) -> bool:
+    try:
+        architectures.canonical(arch_id.strip())
+    except architectures.UnknownArchitecture:
+        return False
+    return True
 
 
 def validate_fewstep_fields(fields: Mapping[str, object], file_name: str = "file") -> dict[str, str]:
@@ -153,8 +163,8 @@ def validate_fewstep_fields(fields: Mapping[str, object], file_name: str = "file
         problems.append(f"unknown key(s) {', '.join(FEWSTEP_PREFIX + k for k in unknown)}")
     if out.get("schema") != "1":
         problems.append("fewstep.schema must be '1'")
-    if not out.get("base") or any(b.strip() not in ARCHITECTURES for b in out["base"].split(",")):
-        problems.append(f"fewstep.base must be one or more of {', '.join(ARCHITECTURES)}")
+    if not out.get("base") or not all(_known_architecture(b) for b in out["base"].split(",")):
+        problems.append(f"fewstep.base must be one or more of {', '.join(architectures.ids())}")
     if not (out.get("steps", "").isdigit() and int(out["steps"]) >= 1):
         problems.append("fewstep.steps must be a positive integer")
     for key in ("cfg", "strength"):

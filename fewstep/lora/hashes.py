@@ -1,9 +1,10 @@
 """Known published LoRA files by SHA-256 prefix, a user-extensible table, and a hash cache
 so a file is hashed at most once per (path, size, mtime).
 
-The built-in prefixes are the Hugging Face LFS object ids of the published files
-(shared/research/presets.md). Users add their own entries in a JSON file in ComfyUI's user
-directory (the node layer passes its path; see USER_FILE_NAME):
+The built-in prefixes are the Hugging Face LFS object ids of the published files (each
+model card's "Files" page lists them). Users add their own entries in a JSON file in
+FewStep's user folder, <ComfyUI user dir>/fewstep/lora_hashes.json (USER_FILE_NAME; files in
+the old place, <user dir>/default/fewstep_lora_hashes.json, are still read):
 
     {"entries": [{"sha256_prefix": "0123abcd", "preset": "dmd2-sdxl-4step", "steps": 4,
                   "name": "my merge"}]}
@@ -23,7 +24,8 @@ from pathlib import Path
 
 from ..presets.registry import PresetError, get_preset
 
-USER_FILE_NAME = "fewstep_lora_hashes.json"
+USER_FILE_NAME = "lora_hashes.json"
+LEGACY_USER_FILE_NAME = "fewstep_lora_hashes.json"
 _HEX = re.compile(r"^[0-9a-f]{8,64}$")
 
 
@@ -66,11 +68,14 @@ def _entry(raw: object, origin: str, index: int) -> HashEntry:
     return HashEntry(prefix, preset.id, steps, str(raw.get("name") or prefix), origin)
 
 
-def load_hash_table(user_file: str | os.PathLike | None = None) -> tuple[list[HashEntry], list[str]]:
-    """Built-in entries plus the user's; problems in the user file become warnings, not errors,
-    so one bad line never stops LoRA loading. User entries are listed (and matched) first."""
+def load_hash_table(*user_files: str | os.PathLike | None) -> tuple[list[HashEntry], list[str]]:
+    """Built-in entries plus the user's (earlier files first); problems in a user file become
+    warnings, not errors, so one bad line never stops LoRA loading. User entries are listed
+    (and matched) first."""
     entries, warnings = [], []
-    if user_file is not None and Path(user_file).exists():
+    for user_file in user_files:
+        if user_file is None or not Path(user_file).exists():
+            continue
         origin = str(user_file)
         try:
             data = json.loads(Path(user_file).read_text(encoding="utf-8"))

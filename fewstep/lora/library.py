@@ -15,12 +15,15 @@ import re
 import threading
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
+import folder_paths
+
+from .. import comfy_compat
 from .files import LoraFileError, read_fewstep_metadata, read_header
-from .hashes import USER_FILE_NAME, HashCache, load_hash_table
+from .hashes import LEGACY_USER_FILE_NAME, USER_FILE_NAME, HashCache, load_hash_table
 from .recognition import Recognition, recognise
 from .structure import Structure, detect_structure
 
-HASH_CACHE_NAME = "lora_sha256_cache.json"  # under <user dir>/default/fewstep/
+HASH_CACHE_NAME = "lora_sha256_cache.json"  # in FewStep's user folder
 
 
 class LoraNameError(ValueError):
@@ -37,21 +40,13 @@ def is_plain_relative(name: str) -> bool:
     return not re.match(r"^[a-zA-Z]:", name)
 
 
-def user_directory() -> Path:
-    import folder_paths
-
-    return Path(folder_paths.get_user_directory()) / "default"
-
-
 def user_hash_file() -> Path:
-    """The user's own SHA-256 list (see lora_hashes.py for its format)."""
-    return user_directory() / USER_FILE_NAME
+    """The user's own SHA-256 list (see hashes.py for its format)."""
+    return comfy_compat.user_data_dir(USER_FILE_NAME)
 
 
 def resolve_lora(name: str) -> Path:
     """The file behind a lora_name from ComfyUI's list; LoraNameError (naming the fix) otherwise."""
-    import folder_paths
-
     if not is_plain_relative(name):
         raise LoraNameError(
             f"lora_name {name!r} is a path, not a LoRA name: FewStep only loads files inside ComfyUI's loras "
@@ -84,13 +79,15 @@ def _mtime(path: Path) -> int | None:
 class LoraLibrary:
     """Recognition for the files of one ComfyUI install, with its hash table and caches.
 
-    `user_dir` is ComfyUI's per-user folder (user/default); tests pass their own.
-    Thread-safe: the HTTP route recognises files in a worker thread while prompts run.
+    `data_dir` is FewStep's user folder (<user dir>/fewstep); `legacy_hash_file` the hash list
+    of releases before it, still read. Thread-safe: the HTTP route recognises files in a
+    worker thread while prompts run.
     """
 
-    def __init__(self, user_dir: Path):
-        self.user_dir = Path(user_dir)
-        self.hash_cache = HashCache(self.user_dir / "fewstep" / HASH_CACHE_NAME)
+    def __init__(self, data_dir: Path, legacy_hash_file: Path | None = None):
+        self.data_dir = Path(data_dir)
+        self.legacy_hash_file = legacy_hash_file
+        self.hash_cache = HashCache(self.data_dir / HASH_CACHE_NAME)
         self._lock = threading.Lock()
         self._table: tuple[int | None, list, list[str]] | None = None
         self._recognised: dict[tuple, Recognition] = {}
@@ -98,19 +95,22 @@ class LoraLibrary:
 
     @property
     def hash_file(self) -> Path:
-        return self.user_dir / USER_FILE_NAME
+        return self.data_dir / USER_FILE_NAME
+
+    def _hash_files_version(self) -> tuple:
+        return _mtime(self.hash_file), None if self.legacy_hash_file is None else _mtime(self.legacy_hash_file)
 
     def hash_table(self) -> tuple[list, list[str]]:
-        """Built-in plus user entries, re-read only when the user file changes."""
-        version = _mtime(self.hash_file)
+        """Built-in plus user entries, re-read only when a user file changes."""
+        version = self._hash_files_version()
         if self._table is None or self._table[0] != version:
-            entries, warnings = load_hash_table(self.hash_file)
+            entries, warnings = load_hash_table(self.hash_file, self.legacy_hash_file)
             self._table = (version, entries, warnings)
         return self._table[1], self._table[2]
 
     def fingerprint(self, path: Path) -> tuple:
-        """Changes whenever recognition could change: the file or the user hash list."""
-        return (*file_version(path), _mtime(self.hash_file))
+        """Changes whenever recognition could change: the file or a user hash list."""
+        return (*file_version(path), *self._hash_files_version())
 
     def structure(self, path: Path) -> Structure:
         """The checked header's architecture and rank (LoraFileError for pickles and damaged
@@ -135,7 +135,7 @@ class LoraLibrary:
                     read_fewstep_metadata(read_header(path).metadata, path.name)
                 except LoraFileError as e:
                     raise LoraFileError(
-                        f"{e}. Fix the fewstep.* entries with add_fewstep_metadata() (fewstep/lora_files.py) or remove "
+                        f"{e}. Fix the fewstep.* entries with tools/tag_lora.py (or add_fewstep_metadata()) or remove "
                         "them: the 'fewstep.' metadata prefix is reserved for FewStep's preset schema."
                     ) from None
                 found = recognise(path, table, self.hash_cache)
@@ -151,9 +151,10 @@ _library_lock = threading.Lock()
 def library() -> LoraLibrary:
     """The process-wide library for ComfyUI's user directory (created on first use)."""
     global _library
+    data_dir = comfy_compat.user_data_dir()
     with _library_lock:
-        if _library is None or _library.user_dir != user_directory():
-            _library = LoraLibrary(user_directory())
+        if _library is None or _library.data_dir != data_dir:
+            _library = LoraLibrary(data_dir, comfy_compat.legacy_user_file(LEGACY_USER_FILE_NAME))
         return _library
 
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import comfy.samplers
 import torch
 
 from .apply import apply_lora, load_lora_tensors
 from .library import LoraLibrary, file_version, library, resolve_lora
-from .settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value, choose
-from ..presets.patches import config_name, model_architectures
+from .settings import AUTO, DEFAULT_STEPS, KnownNames, LoraSettingsError, check_steps_value, choose
+from ..architectures import family_of
 from ..presets.apply import apply_preset
 from ..presets.registry import PresetError, plan
 
@@ -38,8 +39,12 @@ class LoadedLora:
 
 
 def _model_description(model) -> str:
-    archs = model_architectures(model)
-    return f"{config_name(model)} ({', '.join(archs)})" if archs else config_name(model)
+    family = family_of(model)
+    return f"{family.config} ({', '.join(family.ids)})" if family.ids else family.config
+
+
+def _known_names() -> KnownNames:
+    return KnownNames(tuple(comfy.samplers.KSampler.SAMPLERS), tuple(comfy.samplers.KSampler.SCHEDULERS))
 
 
 def load(model, clip, lora_name: str, strength_model: float, strength_clip: float, preset: str = AUTO,
@@ -59,16 +64,14 @@ def load(model, clip, lora_name: str, strength_model: float, strength_clip: floa
     else:
         tensors = load_lora_tensors(path, file_version(path))
         applied = apply_lora(model, clip, tensors, strength_model, strength_clip, lora_name,
-                             structure.architecture, model_desc, tuple(model_architectures(model)))
+                             structure.architecture, model_desc, tuple(family_of(model).ids))
         new_model, new_clip, applied_lines = applied.model, applied.clip, applied.lines
 
     rec, warnings = lib.recognise(path)
-    settings = choose(rec, preset, steps, lora_name)
+    settings = choose(rec, preset, steps, lora_name, _known_names())
     lines += rec.lines + [f"Warning: {w}" for w in warnings] + settings.lines + applied_lines
 
     if settings.preset is None:
-        import comfy.samplers
-
         n = settings.steps or UNKNOWN_DEFAULTS["steps"]
         sampling = new_model.get_model_object("model_sampling")
         sigmas = comfy.samplers.calculate_sigmas(sampling, UNKNOWN_DEFAULTS["scheduler"], n).float().cpu()
@@ -96,7 +99,7 @@ def describe_lora(lora_name: str, preset: str = AUTO, steps: int = DEFAULT_STEPS
     lib = lib or library()
     path = resolve_lora(lora_name)
     rec, warnings = lib.recognise(path)
-    settings = choose(rec, preset, steps, lora_name)
+    settings = choose(rec, preset, steps, lora_name, _known_names())
     s = rec.structure
     out = {
         "lora_name": lora_name, "recognised_by": rec.source, "architecture": s.architecture, "rank": s.rank,

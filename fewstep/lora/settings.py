@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .. import architectures
 from .files import FewStepMetadata
 from .recognition import Recognition
 from ..presets.registry import Preset, PresetError, get_preset, parse_preset, plan, unknown_names
 
 AUTO = "auto"
 DEFAULT_STEPS = -1  # "the count the file was made for, else the preset's default"
-FLOW_ARCHITECTURES = ("sd3", "flux", "qwen_image", "wan", "wan22_5b")
 
 
 class LoraSettingsError(ValueError):
@@ -31,7 +31,15 @@ class LoraSettings:
     lines: list[str] = field(default_factory=list)
 
 
-def preset_from_metadata(meta: FewStepMetadata, file_name: str) -> Preset:
+@dataclass(frozen=True)
+class KnownNames:
+    """The sampler and scheduler names this ComfyUI offers (KSampler's lists)."""
+
+    samplers: tuple[str, ...]
+    schedulers: tuple[str, ...]
+
+
+def preset_from_metadata(meta: FewStepMetadata, file_name: str, names: KnownNames) -> Preset:
     """A one-off preset from a file's own FewStep settings (no preset id in its metadata)."""
     f = meta.fields
     base = list(meta.base)
@@ -41,7 +49,7 @@ def preset_from_metadata(meta: FewStepMetadata, file_name: str) -> Preset:
         "id": "file-metadata", "family": f["family"], "kind": "lora", "base": base,
         "steps": [meta.steps], "default_steps": meta.steps, "cfg": cfg, "cfg_range": [cfg, cfg],
         "sampler": f["sampler"], "scheduler": f["scheduler"], "lora_strength": float(f.get("strength", 1.0)),
-        "prediction": "flow" if set(base) <= set(FLOW_ARCHITECTURES) else "eps",
+        "prediction": "flow" if architectures.is_flow(base) else "eps",
         "notes": f"Settings stored in {file_name}'s FewStep metadata.",
         "source": [{"title": source, "url": source if source.startswith("https://") else None}],
     }
@@ -50,20 +58,18 @@ def preset_from_metadata(meta: FewStepMetadata, file_name: str) -> Preset:
     except PresetError as e:
         raise LoraSettingsError(f"{file_name}: its FewStep metadata cannot be used ({e}); fix it with "
                                 "add_fewstep_metadata() or pick a preset by hand") from None
-    import comfy.samplers
-
-    bad = unknown_names(preset, list(comfy.samplers.KSampler.SAMPLERS), list(comfy.samplers.KSampler.SCHEDULERS))
+    bad = unknown_names(preset, list(names.samplers), list(names.schedulers))
     if bad:
         raise LoraSettingsError(f"{file_name}: its FewStep metadata names {' and '.join(bad)}, which this ComfyUI "
                                 "does not have; fix the metadata or pick a preset by hand")
     return preset
 
 
-def _recognised_preset(rec: Recognition, file_name: str) -> Preset | None:
+def _recognised_preset(rec: Recognition, file_name: str, names: KnownNames) -> Preset | None:
     if rec.preset is not None:
         return get_preset(rec.preset)
     if rec.source == "metadata" and rec.metadata is not None:
-        return preset_from_metadata(rec.metadata, file_name)
+        return preset_from_metadata(rec.metadata, file_name, names)
     return None
 
 
@@ -75,10 +81,10 @@ def check_steps_value(steps: int, file_name: str) -> None:
         )
 
 
-def choose(rec: Recognition, preset_choice: str, steps: int, file_name: str) -> LoraSettings:
+def choose(rec: Recognition, preset_choice: str, steps: int, file_name: str, names: KnownNames) -> LoraSettings:
     """The preset and steps for this file; LoraSettingsError when the request cannot work."""
     check_steps_value(steps, file_name)
-    found = _recognised_preset(rec, file_name)
+    found = _recognised_preset(rec, file_name, names)
     file_steps = rec.steps if found is not None else None
     lines = []
     if preset_choice == AUTO:

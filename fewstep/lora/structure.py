@@ -3,11 +3,10 @@
 Names are normalised (lower case, '.' -> '_', kohya/ComfyUI prefixes dropped) so kohya
 (`lora_unet_down_blocks_0_...`), diffusers/peft (`unet.down_blocks.0....lora_A.weight`)
 and ComfyUI (`diffusion_model.input_blocks.1.1....`) spellings read alike. Evidence used:
-  - block names: double/single blocks -> FLUX; joint blocks or ff_context -> SD3;
-    img_mlp/txt_mlp/img_mod -> Qwen-Image; blocks_N_self_attn/cross_attn/ffn -> Wan;
-    down/input/up/output/mid(dle) blocks -> an SD UNet;
-  - shapes: a UNet's cross-attention input width (attn2 to_k/to_v) is the text width:
-    768 SD1.5, 1024 SD2.x, 2048 SDXL; a Wan LoRA's width 5120/1536 (14B/1.3B) or 3072 (TI2V-5B);
+  - block names (LAYOUTS below) pick a group of families;
+  - one layer's input width picks the family within the group (the widths live in
+    fewstep.architectures: e.g. a UNet's cross-attention width is its text width, 768
+    SD1.5 / 1024 SD2.x / 2048 SDXL);
   - rank: the first dimension of the down (lora_A) matrices.
 """
 
@@ -17,19 +16,17 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
+from .. import architectures
 from .files import Header
 
 _DOWN_SUFFIXES = ("_lora_down_weight", "_lora_a_weight", "_lora_down", "_lora_a")
 _PREFIXES = ("lora_unet_", "lora_transformer_", "diffusion_model_", "base_model_model_")
 _TEXT = re.compile(r"^(lora_te\d?_|text_encoder|te\d?_|clip_|t5|lora_te_)")
-CONTEXT_WIDTH = {768: "sd15", 1024: "sd21", 2048: "sdxl"}
-WAN_WIDTH = {5120: "wan", 1536: "wan", 3072: "wan22_5b"}
-MMDIT_WIDTH = {3072: "flux", 1536: "sd3", 2432: "sd3"}
 
 
 @dataclass(frozen=True)
 class Structure:
-    architecture: str | None  # an id from presets.ARCHITECTURES, None when undecided
+    architecture: str | None  # an id from fewstep.architectures, None when undecided
     rank: int | None  # most common rank
     ranks: tuple[int, ...]  # all ranks seen, ascending
     modules: int  # LoRA'd modules in the diffusion model
@@ -78,37 +75,58 @@ def detect_structure(header: Header) -> Structure:
     return Structure(arch, rank, tuple(sorted(ranks)), len(downs), text, tuple(evidence))
 
 
-def _width_votes(downs: dict, pattern: str, table: dict) -> tuple[str | None, str | None]:
-    widths = Counter(shape[1] for name, shape in downs.items() if len(shape) >= 2 and re.search(pattern, name))
+@dataclass(frozen=True)
+class Layout:
+    """Key names that identify a group of families (`LoraSignature.layout`), and the
+    layer whose input width tells the group's members apart."""
+
+    evidence: str
+    patterns: tuple[str, ...]  # any match on a normalised module name
+    signatures: tuple[str, ...]  # LoraSignature.layout values this layout can be
+    width_probe: str | None = None
+
+
+# First match wins: FLUX's and SD3's diffusers layouts share names, so the specific
+# native layouts come first and the width settles the shared one.
+LAYOUTS = (
+    Layout("FLUX double/single blocks", (r"(^|_)(double|single)_blocks_\d", r"single_transformer_blocks_\d"), ("flux",)),
+    Layout("SD3 joint blocks", (r"joint_blocks_\d", r"context_block"), ("mmdit",)),
+    Layout("Qwen-Image img/txt mlp or modulation layers", (r"transformer_blocks_\d+_(img|txt)_(mlp|mod)",), ("qwen_image",)),
+    Layout("MMDiT transformer blocks with a context stream (diffusers layout)",
+           (r"transformer_blocks_\d+_ff_context", r"transformer_blocks_\d+_attn_add_[qkv]_proj"), ("mmdit", "flux"),
+           r"transformer_blocks_\d+_attn_(to|add)_[qkv](_proj)?$"),
+    Layout("Wan blocks (self_attn/cross_attn/ffn)", (r"(^|_)blocks_\d+_(self_attn|cross_attn|ffn)_",), ("wan",),
+           r"blocks_\d+_self_attn_q$"),
+    Layout("SD UNet blocks", (r"(down|up|input|output)_blocks_\d", r"mid(dle)?_block"), ("unet",), r"attn2_to_[kv]$"),
+)
+
+
+def _by_width(downs: dict, probe: str, candidates) -> tuple[str | None, str | None]:
+    widths = Counter(shape[1] for name, shape in downs.items() if len(shape) >= 2 and re.search(probe, name))
     for width, _ in widths.most_common():
-        if width in table:
-            return table[width], f"{sum(widths.values())} layer(s) matching /{pattern}/ take width {width}"
+        for arch in candidates:
+            if width in arch.lora.widths:
+                return arch.id, f"{sum(widths.values())} layer(s) matching /{probe}/ take width {width}"
     return None, None
 
 
 def _architecture(downs: dict) -> tuple[str | None, list[str]]:
     names = list(downs)
-    has = lambda pattern: any(re.search(pattern, n) for n in names)  # noqa: E731
     if not names:
         return None, ["no LoRA down/A matrices for the diffusion model"]
-    if has(r"(^|_)(double|single)_blocks_\d") or has(r"single_transformer_blocks_\d"):
-        return "flux", ["FLUX double/single blocks"]
-    if has(r"joint_blocks_\d") or has(r"context_block"):
-        return "sd3", ["SD3 joint blocks"]
-    if has(r"transformer_blocks_\d+_(img|txt)_(mlp|mod)"):
-        return "qwen_image", ["Qwen-Image img/txt mlp or modulation layers"]
-    if has(r"transformer_blocks_\d+_ff_context") or has(r"transformer_blocks_\d+_attn_add_[qkv]_proj"):
-        # diffusers names FLUX's double blocks like SD3's: the width tells them apart.
-        arch, why = _width_votes(downs, r"transformer_blocks_\d+_attn_(to|add)_[qkv](_proj)?$", MMDIT_WIDTH)
-        return arch or "sd3", ["MMDiT transformer blocks with a context stream (diffusers layout)"] + ([why] if why else [])
-    if has(r"(^|_)blocks_\d+_(self_attn|cross_attn|ffn)_"):
-        arch, why = _width_votes(downs, r"blocks_\d+_self_attn_q$", WAN_WIDTH)
-        return arch or "wan", ["Wan blocks (self_attn/cross_attn/ffn)"] + ([why] if why else [])
-    if has(r"(down|up|input|output)_blocks_\d") or has(r"mid(dle)?_block"):
-        arch, why = _width_votes(downs, r"attn2_to_[kv]$", CONTEXT_WIDTH)
+    has = lambda pattern: any(re.search(pattern, n) for n in names)  # noqa: E731
+    for layout in LAYOUTS:
+        if not any(has(p) for p in layout.patterns):
+            continue
+        candidates = [a for a in architectures.ARCHITECTURES.values()
+                      if a.lora is not None and a.lora.layout in layout.signatures]
+        if len(candidates) == 1:
+            return candidates[0].id, [layout.evidence]
+        arch, why = _by_width(downs, layout.width_probe, candidates) if layout.width_probe else (None, None)
         if arch:
-            return arch, ["SD UNet blocks", why]
-        if has(r"transformer_blocks_[1-9]"):
-            return "sdxl", ["SD UNet blocks with several transformer blocks per attention (SDXL layout)"]
-        return None, ["SD UNet blocks, but no cross-attention layer tells SD1.5 from SD2/SDXL"]
+            return arch, [layout.evidence, why]
+        for a in candidates:
+            if a.lora.fallback is not None and has(a.lora.fallback):
+                return a.id, [layout.evidence, f"no probed width decides; key names fit {a.display_name}"]
+        return None, [f"{layout.evidence}, but no layer width tells {' from '.join(a.display_name for a in candidates)}"]
     return None, ["no known block layout in the tensor names"]

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import comfy.samplers
 import torch
 
-from .patches import apply_model_patches, config_name, model_architectures
+from ..architectures import family_of
+from .patches import apply_model_patches
 from .registry import Plan, Preset, get_preset, plan
 from ..sampling.tcd import ETA_OPTION, TCD_NAME
 
@@ -23,8 +25,6 @@ class AppliedPreset:
 
 def sigmas_for(model, p: Plan) -> torch.Tensor:
     """The schedule the preset was made for, on `model`'s (patched) sampling object."""
-    import comfy.samplers
-
     sampling = model.get_model_object("model_sampling")
     if p.timesteps is not None:
         sigmas = sampling.sigma(torch.tensor(p.timesteps, dtype=torch.float32))
@@ -34,8 +34,6 @@ def sigmas_for(model, p: Plan) -> torch.Tensor:
 
 def ksampler_timesteps(model, p: Plan) -> tuple[float, ...]:
     """The timesteps KSampler's own scheduler would run for this plan (to compare in `info`)."""
-    import comfy.samplers
-
     sampling = model.get_model_object("model_sampling")
     sigmas = comfy.samplers.calculate_sigmas(sampling, p.scheduler, p.steps)[:-1]
     return tuple(round(float(sampling.timestep(s.reshape(1))), 2) for s in sigmas)
@@ -104,5 +102,6 @@ def apply_preset(model, preset: Preset | str, steps: int | None = None) -> Appli
     if p.sampler_name == TCD_NAME and p.eta is not None:
         patched.model_options.setdefault("transformer_options", {})[ETA_OPTION] = p.eta
     ksampler_ts = ksampler_timesteps(patched, p) if p.timesteps is not None else None
-    info = describe(p, model_architectures(model), config_name(model), notes, ksampler_ts)
+    family = family_of(model)
+    info = describe(p, family.ids, family.config, notes, ksampler_ts)
     return AppliedPreset(patched, p, sigmas_for(patched, p), info)

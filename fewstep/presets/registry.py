@@ -17,11 +17,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Mapping
 
+from .. import architectures
+
 PRESETS_FILE = Path(__file__).with_name("presets.json")
 
-# Architecture ids used in `base`; preset_apply.py maps ComfyUI model configs onto them.
-# "wan" is the Wan2.1 architecture, which Wan2.2's A14B experts share; "wan22_5b" is TI2V-5B.
-ARCHITECTURES = ("sd15", "sd21", "sdxl", "ssd1b", "sd3", "flux", "qwen_image", "wan", "wan22_5b")
 KINDS = ("lora", "checkpoint")
 PREDICTIONS = ("eps", "v", "x0", "flow")
 # name -> predicate on the value; preset_apply.py implements each.
@@ -60,7 +59,7 @@ class Preset:
     id: str
     family: str
     kind: str  # "lora" or "checkpoint"
-    base: tuple[str, ...]  # architecture ids (ARCHITECTURES)
+    base: tuple[str, ...]  # ids from fewstep.architectures
     steps: tuple[int, ...]  # supported step counts, ascending
     default_steps: int
     cfg: float
@@ -143,8 +142,8 @@ def parse_preset(raw: Any, index: int = 0) -> Preset:
     if raw["prediction"] not in PREDICTIONS:
         raise _fail(where, f"'prediction' must be one of {PREDICTIONS}")
     base = raw["base"]
-    if not (isinstance(base, list) and base and all(b in ARCHITECTURES for b in base)):
-        raise _fail(where, f"'base' must be a non-empty list of {ARCHITECTURES}")
+    if not (isinstance(base, list) and base and all(b in architectures.ARCHITECTURES for b in base)):
+        raise _fail(where, f"'base' must be a non-empty list of architecture ids ({', '.join(architectures.ids())})")
 
     steps = raw["steps"]
     if not (isinstance(steps, list) and steps and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in steps)):

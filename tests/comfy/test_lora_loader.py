@@ -26,7 +26,7 @@ def dirs(tmp_path_factory, comfy):
     old_user = folder_paths.get_user_directory()
     paths.insert(0, str(loras))
     folder_paths.set_user_directory(str(user))
-    yield SimpleNamespace(loras=loras, user=user / "default")
+    yield SimpleNamespace(loras=loras, user=user)
     paths.remove(str(loras))
     folder_paths.set_user_directory(old_user)
 
@@ -128,22 +128,30 @@ def test_metadata_with_its_own_settings_and_no_preset_id(node, tiny_sd15, dirs):
     assert "House distill" in o.info and "https://example.org/house-distill" in o.info
 
 
-def test_generic_name_recognised_by_a_user_hash_entry(node, tiny_sd15, dirs):
+@pytest.mark.parametrize("hash_file, seed", [("fewstep/lora_hashes.json", 4),
+                                             ("default/fewstep_lora_hashes.json", 14)])  # earlier releases' place
+def test_generic_name_recognised_by_a_user_hash_entry(node, tiny_sd15, dirs, hash_file, seed):
     from comfyui_fewstep.fewstep.lora.library import library
 
-    path = put(dirs, "team_model.safetensors", tiny_sd15_lora(seed=4))
-    unknown = run(node, tiny_sd15, "team_model.safetensors")
+    name = f"team_model_{seed}.safetensors"
+    path = put(dirs, name, tiny_sd15_lora(seed=seed))
+    unknown = run(node, tiny_sd15, name)
     assert unknown.info.splitlines()[1].startswith("Unknown few-step LoRA")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    dirs.user.mkdir(parents=True, exist_ok=True)
-    (dirs.user / "fewstep_lora_hashes.json").write_text(json.dumps(
+    user_file = dirs.user / hash_file
+    user_file.parent.mkdir(parents=True, exist_ok=True)
+    before = node.fingerprint_inputs(lora_name=name)
+    user_file.write_text(json.dumps(
         {"entries": [{"sha256_prefix": digest[:12], "preset": "tcd-lora", "steps": 6, "name": "team TCD merge"}]}))
-    assert node.fingerprint_inputs(lora_name="team_model.safetensors")[-1] is not None  # the user list is part of it
-    computed = library().hash_cache.computed
-    o = run(node, tiny_sd15, "team_model.safetensors")
-    assert (o.steps, o.sampler, o.scheduler) == (6, "tcd", "simple")
-    assert "Recognised by hash" in o.info and "team TCD merge" in o.info
-    assert library().hash_cache.computed == computed  # not hashed again for the new table
+    try:
+        assert node.fingerprint_inputs(lora_name=name) != before  # the user list is part of it
+        computed = library().hash_cache.computed
+        o = run(node, tiny_sd15, name)
+        assert (o.steps, o.sampler, o.scheduler) == (6, "tcd", "simple")
+        assert "Recognised by hash" in o.info and "team TCD merge" in o.info
+        assert library().hash_cache.computed == computed  # not hashed again for the new table
+    finally:
+        user_file.unlink()
 
 
 def test_structure_only_reports_architecture_and_passes_ksampler_defaults(node, tiny_sd15, dirs):
@@ -283,7 +291,7 @@ def test_malformed_fewstep_metadata_names_the_file_and_the_fix(node, tiny_sd15, 
 
     put(dirs, "tagged_by_a_tool.safetensors", tiny_sd15_lora(seed=13), {"fewstep.bench": "v1"})
     with pytest.raises(LoraFileError, match=r"tagged_by_a_tool.safetensors: invalid FewStep metadata: unknown key\(s\) "
-                                            r"fewstep.bench.*Fix the fewstep.\* entries with add_fewstep_metadata\(\)"):
+                                            r"fewstep.bench.*Fix the fewstep.\* entries with tools/tag_lora.py"):
         run(node, tiny_sd15, "tagged_by_a_tool.safetensors")
 
 

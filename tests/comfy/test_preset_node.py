@@ -212,3 +212,17 @@ def test_wan_shift_5_reproduces_lightx2v_timesteps(comfy):
     expected = 5 * t / (1 + 4 * t)
     torch.testing.assert_close(sigmas[:-1].float(), expected)
     assert sigmas[-1] == 0
+
+
+def test_every_sampler_and_scheduler_is_one_comfyui_knows(pack_nodes):
+    """Loading the pack registered 'tcd'; every other name is core's."""
+    import comfy.samplers
+
+    from comfyui_fewstep.fewstep.presets import registry as P
+
+    samplers, schedulers = comfy.samplers.KSampler.SAMPLERS, comfy.samplers.KSampler.SCHEDULERS
+    for preset in P.registry().values():
+        assert P.unknown_names(preset, samplers, schedulers) == [], preset.id
+    # The check itself must be able to fail.
+    fake = P.get_preset("lcm-lora")
+    assert P.unknown_names(fake, ["euler"], ["karras"]) == ["sampler 'lcm'", "scheduler 'sgm_uniform'"]

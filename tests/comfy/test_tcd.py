@@ -7,6 +7,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from comfyui_fewstep.fewstep.sampling.tcd import ETA_OPTION
+
 
 @pytest.fixture(scope="module")
 def conds(tiny_sd15):
@@ -19,9 +21,9 @@ def conds(tiny_sd15):
 @pytest.fixture(scope="module")
 def tcd(pack_nodes):
     # pack_nodes has loaded the pack the way ComfyUI does, which registered "tcd".
-    from comfyui_fewstep.fewstep.sampling import tcd
+    from comfyui_fewstep.fewstep.sampling import hooks
 
-    return tcd
+    return hooks
 
 
 def latent():
@@ -160,7 +162,7 @@ def test_ksampler_tcd_is_the_same_sampler_with_eta_0_3(pack_nodes, tiny_sd15, co
 
 def test_ksampler_tcd_takes_eta_from_the_model_options(tcd, tiny_sd15, conds):
     model = tiny_sd15[0].clone()
-    model.model_options.setdefault("transformer_options", {})[tcd.ETA_OPTION] = 0.0
+    model.model_options.setdefault("transformer_options", {})[ETA_OPTION] = 0.0
     torch.testing.assert_close(ksample(model, conds, "tcd"), ksample(tiny_sd15[0], conds, "euler"), rtol=1e-4, atol=1e-4)
 
 

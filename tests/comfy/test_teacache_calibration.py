@@ -13,7 +13,7 @@ import torch
 
 from comfyui_fewstep.fewstep.caching import calibration as cal
 from comfyui_fewstep.fewstep.caching.state import Settings
-from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
+from comfyui_fewstep.fewstep.caching.hooks import apply_teacache, fingerprint
 from comfyui_fewstep.tools import tiny_families as tf
 
 STEPS = 12
@@ -55,20 +55,20 @@ def test_fingerprint_identifies_the_weights_not_the_object_or_its_load_state(com
     import comfy.model_management as mm
 
     a, b, other = tiny("sd15").model, tf.build("sd15", seed=0).model, tiny("sd15", seed=1).model
-    fp = cal.fingerprint(a)
-    assert len(fp) == 64 and fp == cal.fingerprint(b) and fp != cal.fingerprint(other)
+    fp = fingerprint(a)
+    assert len(fp) == 64 and fp == fingerprint(b) and fp != fingerprint(other)
     lora = a.clone()
     key = "diffusion_model.input_blocks.1.1.proj_in.weight"
     weight = a.model.state_dict()[key]
     lora.add_patches({key: (torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.01,)}, 1.0)
     half = a.clone()
     half.add_patches({key: lora.patches[key][0][1]}, 0.5)
-    fp_lora = cal.fingerprint(lora)
-    assert len({fp, fp_lora, cal.fingerprint(half)}) == 3  # a LoRA and its strength count
+    fp_lora = fingerprint(lora)
+    assert len({fp, fp_lora, fingerprint(half)}) == 3  # a LoRA and its strength count
     mm.load_models_gpu([lora])  # the shared weights are patched in place now
     try:
         assert lora.model.current_weight_patches_uuid is not None
-        assert cal.fingerprint(lora) == fp_lora and cal.fingerprint(a) == fp  # ... and nothing moved
+        assert fingerprint(lora) == fp_lora and fingerprint(a) == fp  # ... and nothing moved
     finally:
         mm.unload_all_models()
 
@@ -84,9 +84,9 @@ def test_one_full_run_calibrates_and_later_runs_use_it(tmp_path, name):
     assert torch.equal(sample(model, family), reference)  # the calibration run computes every call
     first = stats[-1]
     assert first["skipped"] == 0 and first["calibration"]["status"].startswith("calibrated and saved")
-    path = cal.path_for(tmp_path, cal.fingerprint(family.model))
+    path = cal.path_for(tmp_path, fingerprint(family.model))
     doc = json.loads(path.read_text())
-    assert doc["fingerprint"] == cal.fingerprint(family.model) and str(STEPS) in doc["fits"]
+    assert doc["fingerprint"] == fingerprint(family.model) and str(STEPS) in doc["fits"]
     assert len(doc["fits"][str(STEPS)]["points"]) >= STEPS - 3
 
     sample(model, family)  # the same MODEL again: no second calibration, the stored fit is used
@@ -114,7 +114,7 @@ def test_other_weights_find_no_calibration_and_off_never_reads(tmp_path):
 @pytest.mark.parametrize("content", ["{ truncated", json.dumps({"format": cal.FORMAT, "version": 1, "fingerprint": "0" * 64, "fits": {}})])
 def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tmp_path, caplog, content):
     family = tiny("sd15")
-    cal.path_for(tmp_path, cal.fingerprint(family.model)).write_text(content)
+    cal.path_for(tmp_path, fingerprint(family.model)).write_text(content)
     model, stats = with_teacache(family.model, tmp_path, "use stored")
     with caplog.at_level(logging.WARNING, logger="FewStep.TeaCache"):
         out = sample(model, family)

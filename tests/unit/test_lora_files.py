@@ -245,7 +245,7 @@ def header_of(tmp_path, tensors, name="x.safetensors"):
     return LF.read_header(write(tmp_path / name, tensors))
 
 
-@pytest.mark.parametrize("context, arch", [(768, "sd15"), (1024, "sd21"), (2048, "sdxl")])
+@pytest.mark.parametrize("context, arch", [(768, "sd15"), (1024, "sd2"), (2048, "sdxl")])
 def test_unet_architecture_from_cross_attention_width(tmp_path, context, arch):
     s = detect_structure(header_of(tmp_path, sd_unet(context, rank=8)))
     assert (s.architecture, s.rank, s.modules) == (arch, 8, 4)
@@ -264,7 +264,7 @@ def test_diffusers_unet_names_and_text_encoder_modules(tmp_path):
     (peft({"transformer_blocks.0.attn.to_q": (1536, 1536), "transformer_blocks.0.ff_context.net.0.proj": (1536, 6144)}), "sd3"),
     (kohya({"joint_blocks_0_context_block_attn_qkv": (1536, 4608)}), "sd3"),
     (peft({"transformer_blocks.0.img_mlp.net.0.proj": (3072, 12288), "transformer_blocks.0.attn.to_q": (3072, 3072)}), "qwen_image"),
-    (peft({"blocks.0.self_attn.q": (5120, 5120), "blocks.0.cross_attn.k": (5120, 5120)}, prefix="diffusion_model."), "wan"),
+    (peft({"blocks.0.self_attn.q": (5120, 5120), "blocks.0.cross_attn.k": (5120, 5120)}, prefix="diffusion_model."), "wan21"),
     (peft({"blocks.0.self_attn.q": (3072, 3072), "blocks.0.ffn.0": (3072, 14336)}, prefix="diffusion_model."), "wan22_5b"),
 ])
 def test_dit_architectures(tmp_path, tensors, arch):
@@ -297,6 +297,15 @@ def test_metadata_with_own_settings_and_no_preset(tmp_path, sd15_file):
                                         "sampler": "euler", "scheduler": "sgm_uniform"})
     r = recognise(sd15_file, load_hash_table()[0], HashCache())
     assert (r.preset, r.steps, r.source, r.metadata.fields["family"]) == (None, 3, "metadata", "MyDistill")
+
+
+def test_metadata_written_with_older_architecture_ids_still_reads(tmp_path):
+    """Files tagged by earlier releases say 'sd21' / 'wan'; they map to today's ids."""
+    path = write(tmp_path / "model.safetensors", sd_unet(1024))
+    LF.add_fewstep_metadata(path, {"family": "Old", "base": "sd21", "steps": 4, "cfg": 1.0,
+                                   "sampler": "euler", "scheduler": "sgm_uniform"})
+    r = recognise(path, load_hash_table()[0], HashCache())
+    assert (r.source, r.metadata.base, r.structure.architecture) == ("metadata", ("sd2",), "sd2")
 
 
 def test_generic_name_recognised_by_a_user_hash_entry(tmp_path, sd15_file):

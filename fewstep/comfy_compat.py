@@ -1,0 +1,400 @@
+"""Every place FewStep reaches into ComfyUI beyond its public extension API.
+
+The public API FewStep uses freely elsewhere: `comfy_api.latest` (nodes), ModelPatcher's
+patch/wrapper methods (clone, add_wrapper_with_key, add_object_patch, add_patches,
+set_model_patch_replace, get_model_object, model_options), `comfy.patcher_extension`
+wrapper types, and the sampling entry points (`comfy.samplers.calculate_sigmas`,
+`KSAMPLER`, `CFGGuider`, `KSampler.SAMPLERS/SCHEDULERS`, `folder_paths`).
+
+Everything else is here, one small function per reach-in, each with the ComfyUI version
+it was checked against ("0.3.75" = the runtime the tests use) and a test in
+tests/comfy/test_comfy_compat.py that fails with a clear message when ComfyUI changes
+it. Where versions differ, a capability probe picks the route (never a version string).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib
+import inspect
+import logging
+from pathlib import Path
+
+import comfy.k_diffusion.sampling as k_sampling
+import comfy.ldm.common_dit
+import comfy.ldm.flux.layers
+import comfy.ldm.wan.model
+import comfy.lora
+import comfy.lora_convert
+import comfy.model_patcher
+import comfy.model_sampling
+import comfy.samplers
+import comfy.utils
+import comfy.weight_adapter
+import folder_paths
+import torch
+
+log = logging.getLogger("FewStep")
+USER_FOLDER = "fewstep"  # <ComfyUI user directory>/fewstep holds all of the pack's user data
+
+
+class ComfyCompatError(RuntimeError):
+    """This ComfyUI lacks something FewStep relies on; the message names the fix."""
+
+
+def comfyui_version() -> str:
+    """0.3.75: `comfyui_version.__version__` at the ComfyUI root."""
+    try:
+        import comfyui_version
+
+        return str(comfyui_version.__version__)
+    except ImportError:
+        return "unknown"
+
+
+def incompatible(what: str) -> ComfyCompatError:
+    return ComfyCompatError(
+        f"FewStep cannot use {what} in this ComfyUI ({comfyui_version()}). Update ComfyUI and FewStep to their "
+        "latest releases; if it persists, report it with this message.")
+
+
+# ---- user data ----------------------------------------------------------------------------
+
+def user_data_dir(*parts: str) -> Path:
+    """<user dir>/fewstep/...; 0.3.75: folder_paths.get_user_directory()."""
+    return Path(folder_paths.get_user_directory(), USER_FOLDER, *parts)
+
+
+def legacy_user_file(name: str) -> Path:
+    """Where releases before the user folder kept files: <user dir>/default/<name>."""
+    return Path(folder_paths.get_user_directory(), "default", name)
+
+
+# ---- server -------------------------------------------------------------------------------
+
+def prompt_server():
+    """The running PromptServer, or None in-process (tests, bench, CLI). 0.3.75."""
+    try:
+        from server import PromptServer
+    except ImportError:
+        return None
+    return getattr(PromptServer, "instance", None)
+
+
+def send_event(event: str, data: dict) -> None:
+    """Send a websocket event to the client that queued the prompt; no-op without a server.
+    0.3.75: PromptServer.instance.send_sync(event, data, sid) and .client_id."""
+    server = prompt_server()
+    if server is not None:
+        server.send_sync(event, data, getattr(server, "client_id", None))
+
+
+def add_get_route(path: str, handler) -> bool:
+    """Add GET `path` once (also under /api); False without a server. 0.3.75:
+    PromptServer.instance.routes is the aiohttp RouteTableDef added to the app at start."""
+    server = prompt_server()
+    if server is None:
+        return False
+    if not any(getattr(r, "path", None) == path for r in server.routes):
+        server.routes.get(path)(handler)
+    return True
+
+
+# ---- samplers -----------------------------------------------------------------------------
+
+def register_k_diffusion_sampler(name: str, function, after: str = "lcm") -> bool:
+    """Offer `name` in KSampler's list, resolved like core samplers. 0.3.75: KSampler
+    looks up `comfy.k_diffusion.sampling.sample_<name>`; the names live in
+    KSAMPLER_NAMES and SAMPLER_NAMES (KSampler.SAMPLERS is SAMPLER_NAMES). Returns True
+    when this call added it; never replaces another extension's sampler of that name."""
+    existing = getattr(k_sampling, f"sample_{name}", None)
+    if existing is None:
+        setattr(k_sampling, f"sample_{name}", function)
+    elif existing is not function:
+        log.warning("FewStep: another extension already provides sampler %r; leaving it in place", name)
+    added, seen = False, set()
+    for names in (comfy.samplers.KSAMPLER_NAMES, comfy.samplers.SAMPLER_NAMES, comfy.samplers.KSampler.SAMPLERS):
+        if id(names) in seen:
+            continue
+        seen.add(id(names))
+        if name not in names:
+            names.insert(names.index(after) + 1 if after in names else len(names), name)
+            added = True
+    return added
+
+
+def k_model_sampling(k_model):
+    """The model_sampling of the denoiser a k-diffusion sampler receives. 0.3.75:
+    KSamplerX0Inpaint -> CFGGuider -> BaseModel (as core sample_lcm reads it)."""
+    try:
+        return k_model.inner_model.inner_model.model_sampling
+    except AttributeError as e:
+        raise incompatible("the sampler's model (inner_model.inner_model.model_sampling)") from e
+
+
+def default_noise_sampler(x: torch.Tensor, seed):
+    """0.3.75: comfy.k_diffusion.sampling.default_noise_sampler(x, seed=...)."""
+    return k_sampling.default_noise_sampler(x, seed=seed)
+
+
+def is_flow_sampling(model_sampling) -> bool:
+    """x = (1 - sigma) x0 + sigma eps. 0.3.75: comfy.model_sampling.CONST."""
+    return isinstance(model_sampling, comfy.model_sampling.CONST)
+
+
+def is_discrete_sampling(model_sampling) -> bool:
+    """An SD-style 1000-step schedule. 0.3.75: comfy.model_sampling.ModelSamplingDiscrete."""
+    return isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscrete)
+
+
+def is_discrete_flow_sampling(model_sampling) -> bool:
+    """A shiftable flow schedule. 0.3.75: comfy.model_sampling.ModelSamplingDiscreteFlow."""
+    return isinstance(model_sampling, comfy.model_sampling.ModelSamplingDiscreteFlow)
+
+
+# ---- core model-sampling nodes ------------------------------------------------------------
+
+def _run_core_node(module: str, name: str, v1_method: str, **inputs):
+    """Call a core node as a library function: V1 classes through their FUNCTION, v3
+    classes through `execute` (capability probe; 0.3.75 has these nodes as V1)."""
+    cls = getattr(importlib.import_module(module), name, None)
+    if cls is None:
+        raise incompatible(f"core node {name} ({module})")
+    method = getattr(cls, "execute", None)
+    if method is not None and not hasattr(cls, "FUNCTION"):
+        out = method(**inputs)
+        return out.result[0] if hasattr(out, "result") else out[0]
+    return getattr(cls(), getattr(cls, "FUNCTION", v1_method))(**inputs)[0]
+
+
+def core_model_sampling_discrete(model, sampling: str):
+    """Core ModelSamplingDiscrete(sampling, zsnr=False) on a clone. 0.3.75: V1 `patch`."""
+    return _run_core_node("comfy_extras.nodes_model_advanced", "ModelSamplingDiscrete", "patch",
+                          model=model, sampling=sampling, zsnr=False)
+
+
+def core_model_sampling_sd3(model, shift: float):
+    """Core ModelSamplingSD3 (multiplier 1000). 0.3.75: V1 `patch`."""
+    return _run_core_node("comfy_extras.nodes_model_advanced", "ModelSamplingSD3", "patch", model=model, shift=shift)
+
+
+def core_model_sampling_aura_flow(model, shift: float):
+    """Core ModelSamplingAuraFlow (multiplier 1). 0.3.75: V1 `patch_aura`."""
+    return _run_core_node("comfy_extras.nodes_model_advanced", "ModelSamplingAuraFlow", "patch_aura",
+                          model=model, shift=shift)
+
+
+class _UnscaledInitialNoise:
+    """Start from unit-variance noise whatever the first sigma (DMD2's one-step UNet was
+    trained on pure noise at t=399). 0.3.75: model_sampling.noise_scaling(sigma, noise,
+    latent_image, max_denoise) scales by sigma unless max_denoise."""
+
+    def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+        return super().noise_scaling(sigma, noise, latent_image, max_denoise=True)
+
+
+def with_unscaled_initial_noise(sampling):
+    """A copy of a model_sampling object whose first step takes unscaled noise."""
+    if "max_denoise" not in inspect.signature(type(sampling).noise_scaling).parameters:
+        raise incompatible("model_sampling.noise_scaling(max_denoise=...)")
+    cls = type(f"UnscaledInitialNoise{type(sampling).__name__}", (_UnscaledInitialNoise, type(sampling)), {})
+    patched = copy.copy(sampling)  # shares the (read-only) schedule buffers
+    patched.__class__ = cls
+    return patched
+
+
+# ---- LoRA files and patches ---------------------------------------------------------------
+
+def load_safetensors(path) -> dict:
+    """0.3.75: comfy.utils.load_torch_file(path, safe_load=True), as core LoraLoader."""
+    return comfy.utils.load_torch_file(str(path), safe_load=True)
+
+
+def lora_patches(lora: dict, key_map: dict) -> dict:
+    """Core's patches for a LoRA state dict. 0.3.75: comfy.lora_convert.convert_lora then
+    comfy.lora.load_lora(lora, key_map, log_missing=False)."""
+    return comfy.lora.load_lora(lora, key_map, log_missing=False)
+
+
+def convert_lora(lora: dict) -> dict:
+    """0.3.75: comfy.lora_convert.convert_lora (e.g. 'lora_unet_' Flux/SD3 spellings)."""
+    return comfy.lora_convert.convert_lora(lora)
+
+
+def unet_lora_key_map(model_patcher) -> dict:
+    """LoRA key -> model weight key. 0.3.75: comfy.lora.model_lora_keys_unet(model, {})."""
+    return comfy.lora.model_lora_keys_unet(model_patcher.model, {})
+
+
+def clip_lora_key_map(clip) -> dict:
+    """0.3.75: comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})."""
+    return comfy.lora.model_lora_keys_clip(clip.cond_stage_model, {})
+
+
+def lora_adapter_matrices(patch):
+    """(up, down) of a plain LoRA patch, None for anything else (LoCon mid, reshape,
+    LoHa, ...). 0.3.75: comfy.weight_adapter.LoRAAdapter.weights = (up, down, alpha,
+    mid, dora_scale, reshape), as comfy/weight_adapter/lora.py unpacks it."""
+    if not isinstance(patch, comfy.weight_adapter.LoRAAdapter):
+        return None
+    up, down, _alpha, mid, _dora, reshape = patch.weights
+    if mid is not None or reshape is not None:
+        return None
+    return up, down
+
+
+def diff_patch_tensor(patch):
+    """The tensor of a ("diff", (tensor,)) patch, None for other patches. 0.3.75."""
+    if isinstance(patch, tuple) and len(patch) > 1 and patch[0] == "diff":
+        return patch[1][0]
+    return None
+
+
+# ---- ModelPatcher internals ---------------------------------------------------------------
+
+def patcher_state_key(model_patcher) -> tuple:
+    """Changes when the weights or weight patches change. 0.3.75: ModelPatcher.patches_uuid
+    is renewed by add_patches/set patches; .model is shared by clones."""
+    return id(model_patcher.model), model_patcher.patches_uuid
+
+
+def clone_model_options(model_options: dict) -> dict:
+    """0.3.75: comfy.model_patcher.create_model_options_clone (what CFGGuider uses)."""
+    return comfy.model_patcher.create_model_options_clone(model_options)
+
+
+def dit_replace_patch(model_patcher, name: str, index: int):
+    """The current ("dit", (name, index)) replace patch, or None. 0.3.75:
+    model_options["transformer_options"]["patches_replace"]["dit"][(name, index)]."""
+    to = model_patcher.model_options.get("transformer_options", {})
+    return to.get("patches_replace", {}).get("dit", {}).get((name, index))
+
+
+def outer_sample_args(args) -> tuple:
+    """(noise, latent_image, sampler, sigmas) of an OUTER_SAMPLE wrapper call. 0.3.75:
+    CFGGuider.outer_sample(noise, latent_image, sampler, sigmas, denoise_mask, ...)."""
+    return args[0], args[1], args[2], args[3]
+
+
+def calc_cond_batch_model_options(args) -> dict | None:
+    """model_options of a CALC_COND_BATCH wrapper call. 0.3.75: _calc_cond_batch(model,
+    conds, x_in, timestep, model_options) - the last positional argument."""
+    return args[-1] if args and isinstance(args[-1], dict) else None
+
+
+def apply_model_args(args, kwargs) -> tuple:
+    """(x, t, transformer_options) of an APPLY_MODEL wrapper call. 0.3.75:
+    BaseModel._apply_model(x, t, c_concat, c_crossattn, control, transformer_options, **kw)."""
+    to = args[5] if len(args) > 5 else kwargs.get("transformer_options", {})
+    return args[0], args[1], to
+
+
+def diffusion_model_args(args, kwargs) -> tuple:
+    """(x, timestep, transformer_options) of a DIFFUSION_MODEL wrapper call. 0.3.75: each
+    network's forward(x, timestep, context, ..., transformer_options=..., **kw); where it
+    is passed positionally, it is the dict carrying 'uuids'."""
+    to = kwargs.get("transformer_options")
+    if not isinstance(to, dict):
+        to = next((a for a in reversed(args) if isinstance(a, dict) and "uuids" in a), {})
+    return args[0], args[1], to
+
+
+def uses_context_windows(model_options: dict) -> bool:
+    """0.3.75: context windows install model_options["context_handler"]."""
+    return model_options.get("context_handler") is not None
+
+
+def _sample_values(t: torch.Tensor, count: int = 8) -> torch.Tensor:
+    """`count` values at evenly spaced flat positions: enough to tell weights apart."""
+    flat = t.detach().reshape(-1)
+    n = flat.numel()
+    if n == 0:
+        return torch.zeros(0)
+    idx = torch.linspace(0, n - 1, min(count, n), device=flat.device).round().long()
+    return flat[idx].float().cpu()
+
+
+def _tensors_in(obj, depth: int = 0):
+    """Tensors inside a weight patch (tuples, lists, adapter objects with .weights)."""
+    if depth > 4:
+        return
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, (tuple, list)):
+        for o in obj:
+            yield from _tensors_in(o, depth + 1)
+    elif hasattr(obj, "weights"):
+        yield from _tensors_in(obj.weights, depth + 1)
+
+
+def model_fingerprint(model_patcher, tag: bytes) -> str:
+    """SHA-256 of the diffusion model's weights and weight patches, stable whether or not
+    the model is loaded (see fewstep/caching/calibration.py for why each part is there).
+    0.3.75: ModelPatcher.backup[key].weight holds a pre-patch weight; .patches[key] is a
+    list of (strength_patch, patch, strength_model, offset, function)."""
+    h = hashlib.sha256(tag + b"\0")
+    config = getattr(model_patcher.model, "model_config", None)
+    h.update(type(config).__name__.encode() + b"\0")
+    backup = getattr(model_patcher, "backup", {}) or {}
+    samples = []
+    sd = model_patcher.model.diffusion_model.state_dict(keep_vars=True)
+    for key in sorted(sd):
+        t = sd[key]
+        full = "diffusion_model." + key
+        if full in backup:
+            t = backup[full].weight
+        h.update(f"{key}|{tuple(t.shape)}|{t.dtype}\0".encode())
+        try:
+            samples.append(_sample_values(t))
+        except Exception:  # noqa: BLE001 - a tensor type we cannot index: shape only
+            h.update(b"unreadable\0")
+    for key in sorted(getattr(model_patcher, "patches", {}) or {}):
+        for patch in model_patcher.patches[key]:
+            h.update(f"patch|{key}|{patch[0]!r}|{patch[2] if len(patch) > 2 else ''!r}\0".encode())
+            for t in _tensors_in(patch[1]):
+                try:
+                    samples.append(_sample_values(t))
+                except Exception:  # noqa: BLE001
+                    h.update(b"unreadable\0")
+    if samples:
+        h.update(torch.cat(samples).numpy().tobytes())
+    return h.hexdigest()
+
+
+# ---- model internals TeaCache reads -------------------------------------------------------
+
+def first_block_modulated_input(architecture: str, dm, args: dict) -> torch.Tensor:
+    """The first block's timestep-modulated input, from the ("double_block", 0) replace
+    patch's args. 0.3.75: Flux/HunyuanVideo double_blocks[0].img_mod/img_norm1 and
+    comfy.ldm.flux.layers.apply_mod; LTXV transformer_blocks[0].scale_shift_table and
+    comfy.ldm.common_dit.rms_norm; Wan retention mode: the block input `vec` (e0)."""
+    img = args["img"]
+    if architecture in ("flux", "hunyuan_video"):
+        block = dm.double_blocks[0]
+        vec = args["vec"]
+        if getattr(block, "modulation", True):
+            mod1, _ = block.img_mod(vec)
+        else:  # global modulation (vec carries the block's modulation already)
+            (mod1, _), _ = vec
+        return comfy.ldm.flux.layers.apply_mod(block.img_norm1(img), 1 + mod1.scale, mod1.shift, args.get("modulation_dims_img"))
+    if architecture == "ltxv":
+        table = dm.transformer_blocks[0].scale_shift_table
+        t = args["vec"]
+        ada = table[None, None].to(device=img.device, dtype=img.dtype) + t.reshape(img.shape[0], t.shape[1], table.shape[0], -1)
+        shift, scale = ada[:, :, 0], ada[:, :, 1]
+        return comfy.ldm.common_dit.rms_norm(img) * (1 + scale) + shift
+    if architecture == "wan21":
+        return args["vec"]
+    raise ValueError(f"no first-block indicator for {architecture}")
+
+
+def timestep_embedding(architecture: str, dm, x: torch.Tensor, timestep: torch.Tensor) -> torch.Tensor:
+    """The timestep embedding TeaCache reads, from the model's own embedder. 0.3.75: Wan
+    time_embedding(sinusoidal_embedding_1d(freq_dim, t)); Lumina 2 t_embedder((1 - t) *
+    time_scale)."""
+    if architecture == "wan21":
+        return dm.time_embedding(comfy.ldm.wan.model.sinusoidal_embedding_1d(dm.freq_dim, timestep.flatten()).to(dtype=x.dtype))
+    if architecture == "lumina2":
+        return dm.t_embedder((1.0 - timestep) * getattr(dm, "time_scale", 1.0), dtype=x.dtype)
+    raise ValueError(f"no timestep-embedding indicator for {architecture}")
