@@ -2,12 +2,17 @@
 checked against the real server's /object_info; UI ones list their model files for the
 frontend's download dialog; the SD1.5 ones run end to end on the tiny checkpoint with
 synthesised LoRA files saved under the workflows' own LoRA names (so recognition by name
-is part of the run), never real weights."""
+is part of the run), never real weights.
+
+The same checks run on workflows saved by earlier releases (saved_workflows/<release>/,
+copied verbatim from that release): node ids and widget positions are a public contract,
+so what users saved then must still validate and run."""
 
 import copy
 import json
 import urllib.parse
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +26,23 @@ LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "FewStepLoraLoader": "lora_nam
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 # What each workflow's LoRA must be recognised as (checked through the server's route).
 RECOGNISED = {"lcm_lora_sd15": ("lcm-lora", 4), "hyper_sd15": ("hyper-sd-nstep", 8), "tcd_sd15": ("tcd-lora", 4)}
+
+
+SAVED = Path(__file__).parent / "saved_workflows"
+
+
+def every_ui() -> list[Path]:
+    return ui_workflows() + sorted(SAVED.glob("*/*.json"))
+
+
+def every_api() -> list[Path]:
+    return api_workflows() + sorted(SAVED.glob("*/api/*.json"))
+
+
+def label(path: Path) -> str:
+    if SAVED in path.parents:
+        return "saved/" + str(path.relative_to(SAVED).with_suffix(""))
+    return ("api/" if path.parent.name == "api" else "") + path.stem
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +62,12 @@ def not_installed_here(problem: str) -> bool:
                for loader, name in LOADERS.items())
 
 
-@pytest.mark.parametrize("path", api_workflows(), ids=lambda p: f"api/{p.stem}")
+@pytest.mark.parametrize("path", every_api(), ids=label)
 def test_api_workflow_matches_the_server(path, object_info):
     assert [p for p in validate_api(load(path), object_info) if not not_installed_here(p)] == []
 
 
-@pytest.mark.parametrize("path", ui_workflows(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", every_ui(), ids=label)
 def test_ui_workflow_matches_the_server_and_lists_its_models(path, object_info):
     workflow = load(path)
     assert validate_ui(workflow, object_info) == []
@@ -63,7 +85,7 @@ def test_ui_workflow_matches_the_server_and_lists_its_models(path, object_info):
         assert models[0]["directory"] in ("checkpoints", "loras", "diffusion_models", "text_encoders", "vae")
 
 
-@pytest.mark.parametrize("path", [p for p in ui_workflows() if (p.parent / "api" / p.name).exists()], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [p for p in every_ui() if (p.parent / "api" / p.name).exists()], ids=label)
 def test_ui_and_api_versions_are_the_same_graph(path):
     ui = load(path)
     api = load(path.parent / "api" / path.name)
@@ -73,16 +95,17 @@ def test_ui_and_api_versions_are_the_same_graph(path):
     assert ui_files == api_files
 
 
-def sd15_workflows():
-    return [p for p in api_workflows()
+def sd15_workflows(paths=None):
+    return [p for p in (paths or every_api())
             if any(n["inputs"].get("ckpt_name") == SD15_CHECKPOINT for n in load(p).values())]
 
 
 def test_the_sd15_set_is_what_the_issue_asks_to_run():
-    assert {p.stem for p in sd15_workflows()} >= set(RECOGNISED)
+    assert {p.stem for p in sd15_workflows(api_workflows())} >= set(RECOGNISED)
+    assert len(sd15_workflows()) > len(sd15_workflows(api_workflows()))  # saved ones run too
 
 
-@pytest.mark.parametrize("path", sd15_workflows(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", sd15_workflows(), ids=label)
 def test_sd15_workflow_runs_end_to_end_on_tiny_models(path, client, server):
     graph = copy.deepcopy(load(path))
     loras = server.base / "models" / "loras"
@@ -98,7 +121,7 @@ def test_sd15_workflow_runs_end_to_end_on_tiny_models(path, client, server):
             inputs["width"] = inputs["height"] = 64
         elif node["class_type"] == "SaveImage":
             inputs["filename_prefix"] = f"workflow_{path.stem}"
-    if path.stem in RECOGNISED:
+    if path.stem in RECOGNISED and SAVED not in path.parents:
         status, body = client._request("/fewstep/lora_info?" + urllib.parse.urlencode({"lora_name": lora_names[0]}))
         assert status == 200
         info = json.loads(body)
