@@ -58,9 +58,13 @@ class ResolutionShift:
         """Image tokens of a latent [..., H, W]."""
         return (int(shape[-2]) // self.latent_patch) * (int(shape[-1]) // self.latent_patch)
 
-    def shift_for_tokens(self, tokens: int) -> float:
+    def log_shift_for_tokens(self, tokens: int) -> float:
+        """mu; core ModelSamplingFlux's base_shift/max_shift are mu at 256/4096 tokens."""
         (t0, t1), (mu0, mu1) = self.tokens, self.log_shift
-        return math.exp(mu0 + (tokens - t0) * (mu1 - mu0) / (t1 - t0))
+        return mu0 + (tokens - t0) * (mu1 - mu0) / (t1 - t0)
+
+    def shift_for_tokens(self, tokens: int) -> float:
+        return math.exp(self.log_shift_for_tokens(tokens))
 
     def shift_for_latent(self, shape: Sequence[int]) -> float:
         return self.shift_for_tokens(self.tokens_for_latent(shape))
