@@ -1,2 +1,25 @@
-"""Plain algorithm code behind FewStep's nodes: torch and ComfyUI's public APIs, no
-node classes, so every piece can be tested and benchmarked without a server."""
+"""Plain code behind FewStep's nodes, one folder per feature, each with the same roles:
+pure modules first (torch and the standard library only, testable without ComfyUI),
+then the ComfyUI hook modules, then a small __init__ that says what the folder offers.
+
+    architectures.py   the one vocabulary of model families (pure)
+    comfy_compat.py    every reach into ComfyUI internals (hook)
+    metrics.py         PSNR and friends for Compare and the bench (pure)
+    presets/           published few-step settings: registry.py + presets.json | patches.py, apply.py
+    lora/              LoRA files: files, names, hashes, structure, recognition, settings | library, apply, load
+    caching/           TeaCache: profiles, state, calibration | hooks
+    sampling/          the TCD sampler: tcd | hooks
+
+HOOK_MODULES lists the modules allowed to import ComfyUI; a unit test enforces it.
+"""
+
+HOOK_MODULES = (
+    "comfy_compat",
+    "presets.apply",
+    "presets.patches",
+    "lora.apply",
+    "lora.library",
+    "lora.load",
+    "caching.hooks",
+    "sampling.hooks",
+)

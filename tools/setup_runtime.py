@@ -110,7 +110,8 @@ def comfy_requirements(root: Path) -> list[str]:
 
 def pack_requirements() -> list[str]:
     project = tomllib.loads((rt.REPO_ROOT / "pyproject.toml").read_text())["project"]
-    return project["dependencies"] + project["optional-dependencies"]["dev"]
+    extras = project["optional-dependencies"]
+    return project["dependencies"] + extras["dev"] + extras["distributed"]
 
 
 def ensure_requirements(root: Path) -> None:

@@ -1,0 +1,247 @@
+"""One test per reach-in of fewstep/comfy_compat.py, against the real ComfyUI: when a
+ComfyUI update moves or changes something FewStep relies on, the failing test names it."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from comfyui_fewstep.fewstep import comfy_compat as cc
+from comfyui_fewstep.tools import tiny_families as tf
+
+
+@pytest.fixture(scope="module")
+def sd15():
+    return tf.build("sd15")
+
+
+@pytest.fixture(scope="module")
+def flux():
+    return tf.build("flux")
+
+
+def sample(family, model=None, steps=2, sampler="euler", cfg=2.0):
+    """A short run of core sampling on a tiny family (the code path every wrapper sees)."""
+    import comfy.sample
+
+    model = model or family.model
+    latent = family.latent["samples"]
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, family.scheduler, family.positive, family.negative,
+                               latent, seed=0, disable_pbar=True)
+
+
+def test_comfyui_version_is_read(comfy):
+    assert re.match(r"^\d+\.\d+\.\d+", cc.comfyui_version()), "comfyui_version.__version__ moved or changed format"
+
+
+def test_user_data_lives_under_comfyuis_user_directory(comfy):
+    import folder_paths
+
+    assert cc.user_data_dir("teacache") == cc.user_data_dir() / "teacache"
+    assert cc.user_data_dir().parent.resolve() == __import__("pathlib").Path(folder_paths.get_user_directory()).resolve()
+    assert cc.legacy_user_file("x.json").parent.name == "default"
+
+
+def test_without_a_server_events_and_routes_are_no_ops(comfy):
+    assert cc.prompt_server() is None
+    cc.send_event("fewstep.test", {"a": 1})  # must not raise in-process (bench, CLI)
+    assert cc.add_get_route("/fewstep/never", lambda request: None) is False
+
+
+def test_tcd_is_registered_where_ksampler_resolves_samplers(pack_nodes):
+    import comfy.k_diffusion.sampling
+    import comfy.samplers
+
+    from comfyui_fewstep.fewstep.sampling.hooks import register_tcd_sampler, sample_tcd
+
+    assert "tcd" in comfy.samplers.KSampler.SAMPLERS and "tcd" in comfy.samplers.KSAMPLER_NAMES
+    assert comfy.k_diffusion.sampling.sample_tcd is sample_tcd
+    assert comfy.samplers.sampler_object("tcd").sampler_function is sample_tcd
+    assert register_tcd_sampler() is False  # once only
+    assert comfy.samplers.KSampler.SAMPLERS.count("tcd") == 1
+
+
+def test_a_k_diffusion_sampler_finds_the_models_sampling_and_noise(sd15):
+    import comfy.samplers
+
+    seen = {}
+
+    def probe(model, x, sigmas, extra_args=None, callback=None, disable=None):
+        seen["ms"] = cc.k_model_sampling(model)
+        noise = cc.default_noise_sampler(x, 7)
+        seen["noise"] = (noise(sigmas[0], sigmas[1]), cc.default_noise_sampler(x, 7)(sigmas[0], sigmas[1]))
+        return model(x, sigmas[0] * x.new_ones([x.shape[0]]), **(extra_args or {}))
+
+    import comfy.sample
+
+    latent = sd15.latent["samples"]
+    comfy.sample.sample_custom(sd15.model, torch.zeros_like(latent), 1.0, comfy.samplers.KSAMPLER(probe),
+                               torch.tensor([1.0, 0.0]), sd15.positive, sd15.positive, latent, seed=0,
+                               disable_pbar=True)
+    assert seen["ms"] is sd15.model.get_model_object("model_sampling")
+    a, b = seen["noise"]
+    assert a.shape == latent.shape and torch.equal(a, b)  # seeded
+
+
+def test_sampling_kinds_are_told_apart(sd15, flux):
+    discrete = sd15.model.get_model_object("model_sampling")
+    flow = flux.model.get_model_object("model_sampling")
+    assert cc.is_discrete_sampling(discrete) and not cc.is_flow_sampling(discrete)
+    assert cc.is_flow_sampling(flow) and not cc.is_discrete_sampling(flow) and not cc.is_discrete_flow_sampling(flow)
+    shifted = cc.core_model_sampling_sd3(flux.model, 3.0).get_model_object("model_sampling")
+    assert cc.is_discrete_flow_sampling(shifted) and cc.is_flow_sampling(shifted)
+
+
+def test_core_model_sampling_nodes_are_callable_as_functions(sd15, flux):
+    from comfy_extras.nodes_model_advanced import LCM
+
+    lcm = cc.core_model_sampling_discrete(sd15.model, "lcm")
+    assert lcm is not sd15.model and isinstance(lcm.get_model_object("model_sampling"), LCM)
+    assert not isinstance(sd15.model.get_model_object("model_sampling"), LCM)  # input untouched
+    sd3 = cc.core_model_sampling_sd3(flux.model, 3.0).get_model_object("model_sampling")
+    aura = cc.core_model_sampling_aura_flow(flux.model, 3.0).get_model_object("model_sampling")
+    assert (sd3.shift, sd3.multiplier, aura.shift, aura.multiplier) == (3.0, 1000, 3.0, 1.0)
+
+
+def test_unscaled_initial_noise_starts_from_unit_noise(sd15):
+    ms = sd15.model.get_model_object("model_sampling")
+    patched = cc.with_unscaled_initial_noise(ms)
+    sigma, noise, latent = torch.tensor([3.0]), torch.ones(1, 4, 2, 2), torch.zeros(1, 4, 2, 2)
+    expected = ms.noise_scaling(sigma, noise, latent, max_denoise=True)
+    assert torch.equal(patched.noise_scaling(sigma, noise, latent), expected)
+    assert not torch.equal(ms.noise_scaling(sigma, noise, latent), expected)  # the patch changes something
+
+
+def test_lora_files_map_to_core_patches(tmp_path, tiny_sd15):
+    from comfyui_fewstep.tools.synth_loras import tiny_sd15_lora, write_lora
+
+    model, clip, _ = tiny_sd15
+    path = write_lora(tmp_path / "l.safetensors", tiny_sd15_lora(seed=1))
+    lora = cc.convert_lora(cc.load_safetensors(path))
+    patches = cc.lora_patches(lora, cc.unet_lora_key_map(model))
+    assert patches, "comfy.lora.load_lora mapped none of a kohya SD1.5 LoRA's keys"
+    key, patch = next(iter(patches.items()))
+    up, down = cc.lora_adapter_matrices(patch)
+    weight = model.model.state_dict()[key]
+    assert up.shape[0] == weight.shape[0] and down.shape[1] == weight.reshape(weight.shape[0], -1).shape[1]
+    assert cc.lora_adapter_matrices(("diff", (torch.zeros(1),))) is None
+    assert cc.diff_patch_tensor(("diff", (torch.zeros(3),))).shape == (3,) and cc.diff_patch_tensor(patch) is None
+    assert isinstance(cc.clip_lora_key_map(clip), dict) and cc.clip_lora_key_map(clip)
+
+
+def test_patcher_state_key_follows_weight_patches(sd15):
+    m = sd15.model.clone()
+    before = cc.patcher_state_key(m)
+    assert cc.patcher_state_key(m.clone()) == before  # clones share weights and patches
+    key = next(iter(m.model.state_dict()))
+    m.add_patches({key: (torch.zeros_like(m.model.state_dict()[key]),)}, 1.0)
+    assert cc.patcher_state_key(m) != before
+
+
+def test_model_options_clone_is_deep_where_core_clones(sd15):
+    options = {"transformer_options": {"patches": {"x": [1]}}}
+    copied = cc.clone_model_options(options)
+    copied["transformer_options"]["patches"]["x"].append(2)
+    assert options["transformer_options"]["patches"]["x"] == [1]
+
+
+def test_dit_replace_patch_is_found(flux):
+    m = flux.model.clone()
+    assert cc.dit_replace_patch(m, "double_block", 0) is None
+
+    def patch(args, extra):
+        return extra["original_block"](args)
+
+    m.set_model_patch_replace(patch, "dit", "double_block", 0)
+    assert cc.dit_replace_patch(m, "double_block", 0) is patch
+
+
+def test_wrapper_arguments_are_where_fewstep_reads_them(sd15):
+    import comfy.patcher_extension as pe
+
+    seen = {}
+
+    def outer(executor, *args, **kwargs):
+        seen["outer"] = cc.outer_sample_args(args)
+        return executor(*args, **kwargs)
+
+    def calc(executor, *args, **kwargs):
+        seen["calc"] = cc.calc_cond_batch_model_options(args)
+        return executor(*args, **kwargs)
+
+    def apply(executor, *args, **kwargs):
+        seen["apply"] = cc.apply_model_args(args, kwargs)
+        return executor(*args, **kwargs)
+
+    def dm(executor, *args, **kwargs):
+        seen["dm"] = cc.diffusion_model_args(args, kwargs)
+        return executor(*args, **kwargs)
+
+    m = sd15.model.clone()
+    for kind, fn in ((pe.WrappersMP.OUTER_SAMPLE, outer), (pe.WrappersMP.CALC_COND_BATCH, calc),
+                     (pe.WrappersMP.APPLY_MODEL, apply), (pe.WrappersMP.DIFFUSION_MODEL, dm)):
+        m.add_wrapper_with_key(kind, "compat-test", fn)
+    sample(sd15, m, steps=2)
+    noise, latent, sampler, sigmas = seen["outer"]
+    assert noise.shape == latent.shape == sd15.latent["samples"].shape
+    assert hasattr(sampler, "sample") and sigmas.ndim == 1 and len(sigmas) == 3
+    assert "transformer_options" in seen["calc"]
+    for name in ("apply", "dm"):
+        x, t, to = seen[name]
+        assert x.ndim == 4 and t.ndim == 1 and x.shape[0] == t.shape[0], name
+        assert "uuids" in to and "sigmas" in to, f"{name}: transformer_options lack uuids/sigmas"
+
+
+def test_context_windows_are_recognised(sd15, comfy):
+    import inspect
+
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+
+    assert not cc.uses_context_windows(sd15.model.model_options)
+    params = inspect.signature(ContextWindowsManualNode.execute).parameters
+    kwargs = dict(model=sd15.model, context_length=4, context_overlap=1, context_schedule="standard_static",
+                  context_stride=1, closed_loop=False, fuse_method="pyramid", dim=0)
+    if "freenoise" in params:  # newer ComfyUI
+        kwargs["freenoise"] = False
+    out = ContextWindowsManualNode.execute(**kwargs)
+    assert cc.uses_context_windows(out.result[0].model_options)
+
+
+def test_fingerprint_reads_weights_and_patches(sd15):
+    fp = cc.model_fingerprint(sd15.model, b"t")
+    assert fp == cc.model_fingerprint(sd15.model.clone(), b"t") and fp != cc.model_fingerprint(sd15.model, b"u")
+    m = sd15.model.clone()
+    key = next(iter(m.model.state_dict()))
+    m.add_patches({key: (torch.ones_like(m.model.state_dict()[key]),)}, 0.5)
+    assert cc.model_fingerprint(m, b"t") != fp
+
+
+@pytest.mark.parametrize("family", ["flux", "hunyuan_video", "ltxv", "wan21"])
+def test_first_block_input_is_read_from_the_blocks_own_arguments(family):
+    fam = tf.build(family)
+    got = {}
+
+    def patch(args, extra):
+        got["ind"] = cc.first_block_modulated_input(family, fam.model.model.diffusion_model, args)
+        got["img"] = args["img"]
+        return extra["original_block"](args)
+
+    m = fam.model.clone()
+    m.set_model_patch_replace(patch, "dit", "double_block", 0)
+    sample(fam, m, steps=1, cfg=1.0)
+    assert got, f"{family}: the ('double_block', 0) replace patch was never called"
+    assert got["ind"].shape[0] == got["img"].shape[0] and got["ind"].shape[-1] == got["img"].shape[-1]
+    assert torch.isfinite(got["ind"]).all()
+
+
+@pytest.mark.parametrize("family", ["wan21", "lumina2"])
+def test_timestep_embedding_depends_on_the_timestep_only(family):
+    fam = tf.build(family)
+    dm = fam.model.model.diffusion_model
+    x = torch.zeros(1, 1)
+    a = cc.timestep_embedding(family, dm, x, torch.tensor([0.5]))
+    assert torch.equal(a, cc.timestep_embedding(family, dm, x, torch.tensor([0.5])))
+    assert not torch.equal(a, cc.timestep_embedding(family, dm, x, torch.tensor([0.9])))
