@@ -5,7 +5,7 @@ then the ComfyUI hook modules, then a small __init__ that says what the folder o
     architectures.py   the one vocabulary of model families (pure)
     comfy_compat.py    every reach into ComfyUI internals (hook)
     metrics.py         PSNR and friends for Compare and the bench (pure)
-    presets/           published few-step settings: registry.py + presets.json | patches.py, apply.py
+    presets/           published few-step settings: registry.py, shift.py + presets.json | patches.py, apply.py
     lora/              LoRA files: files, names, hashes, structure, recognition, settings | library, apply, load
     caching/           TeaCache: profiles, state, calibration | hooks
     sampling/          the TCD sampler: tcd | hooks

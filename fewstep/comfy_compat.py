@@ -277,6 +277,20 @@ def outer_sample_args(args) -> tuple:
     return args[0], args[1], args[2], args[3]
 
 
+def outer_sample_latent_shape(args, kwargs) -> tuple:
+    """Shape of the (first) latent an OUTER_SAMPLE wrapper call samples. 0.3.75:
+    CFGGuider.sample passes latent_shapes=[one shape per packed latent] as a keyword;
+    without it, latent_image (args[1]) is the latent."""
+    shapes = kwargs.get("latent_shapes")
+    return tuple(shapes[0]) if shapes else tuple(args[1].shape)
+
+
+def with_outer_sample_sigmas(args, sigmas) -> tuple:
+    """The positional arguments of an OUTER_SAMPLE wrapper call with `sigmas` in place of
+    the run's schedule. 0.3.75: outer_sample(noise, latent_image, sampler, sigmas, ...)."""
+    return (*args[:3], sigmas, *args[4:])
+
+
 def calc_cond_batch_model_options(args) -> dict | None:
     """model_options of a CALC_COND_BATCH wrapper call. 0.3.75: _calc_cond_batch(model,
     conds, x_in, timestep, model_options) - the last positional argument."""

@@ -1,4 +1,4 @@
-"""Print the preset registry (fewstep/presets.json) as a markdown table for the README.
+"""Print the preset registry (fewstep/presets/presets.json) as a markdown table for the README.
 
     .venv/bin/python -P -m comfyui_fewstep.tools.preset_table > presets_table.md
 
@@ -40,9 +40,13 @@ def _cfg(p: Preset) -> str:
 
 def _sampling(p: Preset) -> str:
     text = f"{p.sampler} / {p.scheduler}"
-    extras = []
+    extras = ["FewStep's choice: the source names none"] if p.sampler_chosen_by_pack else []
     if p.timesteps:
-        extras.append("timesteps " + "; ".join(",".join(map(str, ts)) for _, ts in sorted(p.timesteps.items())))
+        label = "sigmas output"
+        if p.sigmas_preferred_at:
+            every = p.sigmas_preferred_at == p.steps
+            label += ", recommended" + ("" if every else f" at {', '.join(map(str, p.sigmas_preferred_at))} steps")
+        extras.append(f"{label}: timesteps " + "; ".join(",".join(map(str, ts)) for _, ts in sorted(p.timesteps.items())))
     if p.eta is not None:
         extras.append(f"eta {p.eta:g}")
     patches = p.model_patches
@@ -51,6 +55,10 @@ def _sampling(p: Preset) -> str:
     for key, label in (("aura_flow_shift", "AuraFlow shift"), ("sd3_shift", "SD3 shift")):
         if key in patches:
             extras.append(f"{label} {patches[key]:g}")
+    if "shift_by_resolution" in patches:
+        rule = patches["shift_by_resolution"]
+        extras.append(f"shift by resolution: {rule.shift_for_image(1024, 1024):.2f} at 1024px, "
+                      f"{rule.shift_for_image(1328, 1328):.2f} at 1328px")
     if p.lora_strength is not None and p.lora_strength != 1.0:
         extras.append(f"strength {p.lora_strength:g}")
     return text + (f" ({'; '.join(extras)})" if extras else "")

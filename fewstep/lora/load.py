@@ -115,10 +115,14 @@ def describe_lora(lora_name: str, preset: str = AUTO, steps: int = DEFAULT_STEPS
     out.update(
         preset=None if settings.preset.id == "file-metadata" else settings.preset.id,
         family=settings.preset.family, base=list(settings.preset.base), steps=p.steps, cfg=p.cfg,
-        sampler_name=p.sampler_name, scheduler=p.scheduler, guidance=p.guidance, needs_sigmas=p.timesteps is not None,
+        sampler_name=p.sampler_name, scheduler=p.scheduler, guidance=p.guidance, needs_sigmas=p.sigmas_preferred,
     )
+    # With needs_sigmas the recommended path is the node's `sigmas` output into SamplerCustom:
+    # KSampler's scheduler cannot run the preset's timesteps (DMD2's one step at t=399).
+    sampling = (f"sigmas \u2192 SamplerCustom ({p.sampler_name})" if p.sigmas_preferred
+                else f"{p.sampler_name}/{p.scheduler}")
     out["badge"] = (f"{settings.preset.family} \u00b7 {p.steps} step{'s' if p.steps != 1 else ''} \u00b7 cfg {p.cfg:g} "
-                    f"\u00b7 {p.sampler_name}/{p.scheduler}")
+                    f"\u00b7 {sampling}")
     return out
 
 

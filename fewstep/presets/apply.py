@@ -39,21 +39,34 @@ def ksampler_timesteps(model, p: Plan) -> tuple[float, ...]:
     return tuple(round(float(sampling.timestep(s.reshape(1))), 2) for s in sigmas)
 
 
+def _timesteps_line(p: Plan, ksampler_ts: tuple[float, ...] | None) -> str:
+    """Which of the two paths runs the preset's custom timesteps, and which one to use."""
+    listed = ", ".join(map(str, p.timesteps))
+    custom = f"SamplerCustom (sampler: KSamplerSelect {p.sampler_name!r})"
+    if ksampler_ts is None:
+        ksampler = ""
+    elif [round(t) for t in ksampler_ts] == list(p.timesteps):
+        ksampler = f"; KSampler's {p.scheduler!r} runs the same timesteps"
+    else:
+        ksampler = f"; KSampler's {p.scheduler!r} would run timesteps {', '.join(f'{t:g}' for t in ksampler_ts)}"
+    if p.sigmas_preferred:
+        return (f"Recommended: connect `sigmas` to {custom}: it runs the preset's timesteps {listed}{ksampler}, "
+                "which is not the schedule the preset was made for.")
+    return f"`sigmas` runs the preset's timesteps {listed} exactly with {custom}{ksampler}; KSampler's outputs are the default."
+
+
 def _wiring_lines(p: Plan, ksampler_ts: tuple[float, ...] | None) -> list[str]:
     preset = p.preset
     lines = []
     if p.timesteps is not None:
-        instead = f" (it would run timesteps {', '.join(f'{t:g}' for t in ksampler_ts)})" if ksampler_ts else ""
-        lines.append(
-            f"Custom timesteps {', '.join(map(str, p.timesteps))}: KSampler's {p.scheduler!r} cannot run them "
-            f"exactly{instead}; connect `sigmas` to SamplerCustom (sampler: KSamplerSelect {p.sampler_name!r})."
-        )
+        lines.append(_timesteps_line(p, ksampler_ts))
     if p.guidance is not None:
         lines.append(f"FLUX guidance {p.guidance:g}: connect `guidance` to FluxGuidance on the positive conditioning; keep cfg {p.cfg:g}.")
     if p.sampler_name == TCD_NAME:
         lines.append(
-            f"TCD eta {p.eta:g}: KSampler's 'tcd' reads it from this MODEL; with SamplerCustom use FewStep TCD "
-            f"Sampler (eta {p.eta:g}). 'tcd' is registered by FewStep: workflows using it need the pack."
+            f"TCD eta {p.eta:g}: the 'tcd' sampler (KSampler or KSamplerSelect) reads it from this MODEL; or use "
+            f"FewStep TCD Sampler (eta {p.eta:g}) with SamplerCustom. 'tcd' is registered by FewStep: workflows "
+            "using it need the pack."
         )
     if preset.expert_split is not None:
         k, n = preset.expert_split["high_noise_steps"], p.steps
@@ -76,6 +89,8 @@ def describe(p: Plan, model_archs: list[str], model_config: str, patch_notes: li
         f"Steps {p.steps} (allowed: {preset.allowed_steps_text()}), cfg {p.cfg:g}{cfg_range}, "
         f"sampler {p.sampler_name}, scheduler {p.scheduler}."
     )
+    if preset.sampler_chosen_by_pack:
+        lines.append(f"Sampler and scheduler ({p.sampler_name} / {p.scheduler}) are FewStep's choice: the source names none.")
     if preset.steps_in_file_name:
         lines.append("Use the step count in the LoRA's file name.")
     if preset.lora_strength is not None:
@@ -86,6 +101,8 @@ def describe(p: Plan, model_archs: list[str], model_config: str, patch_notes: li
             f"Warning: this model is {model_config} ({', '.join(model_archs)}), not {', '.join(preset.base)}: "
             "the settings may not fit."
         )
+    if preset.warning:
+        lines.append(f"Warning: {preset.warning}")
     lines += _wiring_lines(p, ksampler_ts)
     lines.append(f"Notes: {preset.notes}")
     lines.append("Source: " + "; ".join(str(s) for s in preset.source))

@@ -152,3 +152,25 @@ def test_the_badge_follows_preset_and_steps_changes(page):
     page.wait_for_function("(id) => app.graph.getNodeById(id).fewstepBadge.text.textContent.includes('steps 0 cannot run')",
                            arg=lora, timeout=30_000)
     assert page.fewstep_errors == []
+
+
+def test_a_preset_that_needs_sigmas_points_there_and_does_not_fill_ksampler(page):
+    g, ids = graph()
+    page.evaluate(f"async () => {{ await app.loadApiJson({json.dumps(g.to_api())}, 'fewstep-badge-3'); }}")
+    lora = int(ids["lora"])
+    page.wait_for_function("(id) => app.graph.getNodeById(id)?.fewstepBadge", arg=lora, timeout=30_000)
+    before = sampler_values(page, ids["a"])
+    page.evaluate("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'preset');
+        w.value = 'dmd2-sdxl-1step-unet'; w.callback(w.value); }""", lora)
+    page.wait_for_function("(id) => app.graph.getNodeById(id).fewstepBadge.text.textContent.startsWith('DMD2 1-step')",
+                           arg=lora, timeout=30_000)
+    assert badge_text(page, lora) == "DMD2 1-step UNet \u00b7 1 step \u00b7 cfg 1 \u00b7 sigmas \u2192 SamplerCustom (lcm)"
+    button = page.evaluate("(id) => { const b = app.graph.getNodeById(id).fewstepBadge.button;"
+                           " return {disabled: b.disabled, title: b.title}; }", lora)
+    assert button["disabled"] and "SamplerCustom" in button["title"]
+    assert sampler_values(page, ids["a"]) == before
+    # Back to a KSampler preset: the button offers to fill KSampler again.
+    page.evaluate("""(id) => { const w = app.graph.getNodeById(id).widgets.find(w => w.name === 'preset');
+        w.value = 'lcm-lora'; w.callback(w.value); }""", lora)
+    page.wait_for_function("(id) => !app.graph.getNodeById(id).fewstepBadge.button.disabled", arg=lora, timeout=30_000)
+    assert page.fewstep_errors == []

@@ -195,6 +195,29 @@ def test_wrapper_arguments_are_where_fewstep_reads_them(sd15):
         assert "uuids" in to and "sigmas" in to, f"{name}: transformer_options lack uuids/sigmas"
 
 
+def test_an_outer_sample_wrapper_reads_the_latent_shape_and_replaces_the_schedule(sd15):
+    import comfy.patcher_extension as pe
+
+    seen = {"sigmas": []}
+
+    def outer(executor, *args, **kwargs):
+        seen["shape"] = cc.outer_sample_latent_shape(args, kwargs)
+        sigmas = cc.outer_sample_args(args)[3]
+        seen["given"] = len(sigmas)
+        return executor(*cc.with_outer_sample_sigmas(args, sigmas[:2]), **kwargs)  # its first step only
+
+    def model_function(apply_model, args):
+        seen["sigmas"].append(float(args["timestep"].flatten()[0]))
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    m = sd15.model.clone()
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, "compat-test", outer)
+    m.set_model_unet_function_wrapper(model_function)
+    sample(sd15, m, steps=3)
+    assert seen["shape"] == tuple(sd15.latent["samples"].shape)
+    assert seen["given"] == 4 and len(seen["sigmas"]) == 1, "the replaced schedule (one step) was not the one run"
+
+
 def test_context_windows_are_recognised(sd15, comfy):
     import inspect
 

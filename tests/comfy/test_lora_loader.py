@@ -284,6 +284,21 @@ def test_describe_lora_is_what_the_badge_shows(dirs):
     assert (d["preset"], d["steps"], d["recognised_by"], d["architecture"]) == ("hyper-sd-nstep", 8, "name", "sd15")
     unknown = describe_lora("pytorch_lora_weights.safetensors")
     assert unknown["preset"] is None and unknown["badge"].startswith("Unknown LoRA (sd15, rank 8)")
+    assert d["needs_sigmas"] is False and unknown["needs_sigmas"] is False
+
+
+def test_badge_recommends_the_sigmas_path_only_where_ksampler_cannot_run_the_preset(dirs):
+    from comfyui_fewstep.fewstep.lora.load import describe_lora
+
+    put(dirs, "dmd2_sdxl_1step_unet_lora.safetensors", sdxl_only_lora(seed=6))
+    put(dirs, "dmd2_sdxl_4step_lora.safetensors", sdxl_only_lora(seed=7))
+    one = describe_lora("dmd2_sdxl_1step_unet_lora.safetensors")
+    assert (one["preset"], one["steps"], one["needs_sigmas"]) == ("dmd2-sdxl-1step-unet", 1, True)
+    assert one["badge"] == "DMD2 1-step UNet \u00b7 1 step \u00b7 cfg 1 \u00b7 sigmas \u2192 SamplerCustom (lcm)"
+    # DMD2 4-step also has custom timesteps, but KSampler's sgm_uniform runs them to within 1.
+    four = describe_lora("dmd2_sdxl_4step_lora.safetensors")
+    assert (four["preset"], four["needs_sigmas"]) == ("dmd2-sdxl-4step", False)
+    assert four["badge"].endswith("\u00b7 lcm/sgm_uniform")
 
 
 def test_malformed_fewstep_metadata_names_the_file_and_the_fix(node, tiny_sd15, dirs):

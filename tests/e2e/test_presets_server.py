@@ -2,10 +2,13 @@
 core KSampler / SamplerCustom, the validator accepts the links, and a bad step count is
 refused at validation while the server keeps serving."""
 
+import urllib.parse
+
 import pytest
 
 from comfyui_fewstep.tools.graphs import Graph
 from comfyui_fewstep.tools.server import PromptRejected
+from comfyui_fewstep.tools.synth_loras import sdxl_only_lora, write_lora
 
 
 def preset_graph(preset: str, steps: int = -1, seed: int = 1, custom: bool = False, prefix: str = "preset"):
@@ -62,3 +65,13 @@ def test_zero_steps_is_refused_at_validation_and_the_server_keeps_serving(client
     assert "preset 'sdxl-lightning'" in text and "allowed step counts are 2, 4, 8" in text
     good, _ = preset_graph("sdxl-lightning", steps=2, seed=2, prefix="preset_after_error")
     assert client.run(good.to_api()).status == "success"
+
+
+def test_the_badge_route_recommends_sigmas_for_dmd2_one_step(client, server):
+    """GET /fewstep/lora_info (what the LoRA loader's badge shows): for a preset whose
+    KSampler outputs would run the wrong timestep, the badge points at the sigmas path."""
+    write_lora(server.base / "models" / "loras" / "dmd2_sdxl_1step_unet_lora.safetensors", sdxl_only_lora(seed=8))
+    query = urllib.parse.urlencode({"lora_name": "dmd2_sdxl_1step_unet_lora.safetensors"})
+    info = client.get_json(f"/fewstep/lora_info?{query}")
+    assert (info["preset"], info["steps"], info["needs_sigmas"]) == ("dmd2-sdxl-1step-unet", 1, True)
+    assert info["badge"].endswith("sigmas \u2192 SamplerCustom (lcm)")

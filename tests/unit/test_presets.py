@@ -3,10 +3,12 @@ ComfyUI knows, step rules hold, and malformed entries fail with errors that say 
 
 import copy
 import json
+import math
 
 import pytest
 
 from comfyui_fewstep.fewstep.presets import registry as P
+from comfyui_fewstep.fewstep.presets.shift import ResolutionShift
 
 # One id per row of shared/research/presets.md (plus the verified Wan rows).
 RESEARCH_ROWS = {
@@ -33,7 +35,7 @@ def test_every_preset_cites_an_https_source():
         assert all(s.title and s.url.startswith("https://") for s in preset.source), preset.id
 
 
-def test_pixai_dmd2_variants_carry_the_seed_numbers():
+def test_pixai_dmd2_variants_carry_the_guides_numbers_and_cite_both_listings_of_the_same_lora():
     by_id = P.registry()
     got = {i: (by_id[i].default_steps, by_id[i].cfg, by_id[i].lora_strength) for i in by_id if "pixai" in i}
     assert got == {
@@ -41,6 +43,69 @@ def test_pixai_dmd2_variants_carry_the_seed_numbers():
         "dmd2-sdxl-pixai-8step-cfg1.6": (8, 1.6, 0.7),
         "dmd2-hyper-sdxl-pixai-4step": (4, 1.0, 1.0),
     }
+    # The guide gives both sets for one LoRA that PixAI lists under two URLs: neither set
+    # belongs to one URL, so both presets cite both.
+    urls = {i: {s.url for s in by_id[i].source} for i in ("dmd2-sdxl-pixai-8step", "dmd2-sdxl-pixai-8step-cfg1.6")}
+    assert urls["dmd2-sdxl-pixai-8step"] == urls["dmd2-sdxl-pixai-8step-cfg1.6"]
+    assert len(urls["dmd2-sdxl-pixai-8step"]) == 2
+    # The guide names no sampler: all three say the pack chose it, and only they do.
+    assert {i for i, p in by_id.items() if p.sampler_chosen_by_pack} == set(got)
+
+
+def diffusers_tcd_timesteps(n: int, original_steps: int = 50, train_steps: int = 1000) -> tuple[int, ...]:
+    """diffusers TCDScheduler.set_timesteps(n) with its defaults, rewritten without numpy:
+    the training grid k*i - 1 (k = 1000 // 50, i = 1..50), reversed, sampled at
+    floor(linspace(0, 50, n, endpoint=False))."""
+    k = train_steps // original_steps
+    grid = [k * i - 1 for i in range(original_steps, 0, -1)]
+    return tuple(grid[math.floor(j * original_steps / n)] for j in range(n))
+
+
+@pytest.mark.parametrize("preset_id", ["tcd-lora", "hyper-sd-1step-unified-tcd"])
+def test_tcd_sigmas_carry_diffusers_timesteps_and_ksampler_stays_the_default(preset_id):
+    preset = P.get_preset(preset_id)
+    assert diffusers_tcd_timesteps(4) == (999, 759, 499, 259)
+    for n in preset.steps:
+        p = P.plan(preset, n)
+        assert p.timesteps == diffusers_tcd_timesteps(n), n
+        assert not p.sigmas_preferred  # KSampler's 'simple' is within 20 timesteps: its outputs stay the default
+        # ComfyUI's 'simple' on the 1000-step table picks timesteps 999 - int(x * 1000 / n).
+        simple = [999 - int(x * 1000 / n) for x in range(n)]
+        assert max(abs(a - b) for a, b in zip(p.timesteps, simple)) < 20
+
+
+def test_where_the_sigmas_output_is_the_recommended_path():
+    preferred = {(i, n) for i, p in P.registry().items() for n in p.steps if P.plan(p, n).sigmas_preferred}
+    assert preferred == {("dmd2-sdxl-1step-unet", 1)} | {(t, n) for t in ("sdxl-turbo", "sd-turbo") for n in (2, 3, 4)}
+
+
+def test_hyper_sd_n_step_has_no_one_step_setting():
+    with pytest.raises(P.PresetError, match=r"'hyper-sd-nstep'.*cannot run 1 steps.*allowed step counts are 2, 4, 8"):
+        P.plan("hyper-sd-nstep", 1)
+    assert 1 in P.get_preset("hyper-sd-1step-unified-tcd").steps  # one step is the unified LoRA with TCD
+
+
+def test_qwen_distill_shift_follows_diffsynths_token_rule():
+    rule = P.get_preset("qwen-image-distill-lora").model_patches["shift_by_resolution"]
+    # DiffSynth: mu = 0.5 + (tokens - 256) * 0.4 / 7936, tokens = (h // 16) * (w // 16).
+    for (w, h), expected in {(1024, 1024): 2.0, (1328, 1328): 2.3}.items():
+        tokens = (h // 16) * (w // 16)
+        assert rule.shift_for_image(w, h) == pytest.approx(math.exp(0.5 + (tokens - 256) * 0.4 / 7936), rel=1e-12)
+        assert rule.shift_for_image(w, h) == pytest.approx(expected, abs=0.01)  # the audit's numbers
+    # The latent of a w x h image is (h / 8) x (w / 8): the same tokens, 5-D Qwen latents too.
+    assert rule.shift_for_latent((1, 16, 1, 1328 // 8, 1328 // 8)) == rule.shift_for_image(1328, 1328)
+    assert rule.shift_for_image(1664, 928) == rule.shift_for_image(928, 1664)
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"tokens": [256, 8192], "log_shift": [0.5, 0.9], "latent_patch": 2}, "exactly the keys"),
+    ({"tokens": [8192, 256], "log_shift": [0.5, 0.9], "latent_patch": 2, "vae_scale": 8}, "'tokens' must be"),
+    ({"tokens": [256, 8192], "log_shift": [0.5, "x"], "latent_patch": 2, "vae_scale": 8}, "'log_shift' must be"),
+    ({"tokens": [256, 8192], "log_shift": [0.5, 0.9], "latent_patch": 0, "vae_scale": 8}, "'latent_patch' must be"),
+])
+def test_resolution_shift_rules_are_checked(raw, message):
+    with pytest.raises(ValueError, match=message):
+        ResolutionShift.from_json(raw)
 
 
 def test_plan_uses_the_default_count_and_step_dependent_values():
@@ -100,6 +165,14 @@ def _break(mutate) -> str:
         (lambda ps: ps[0].update(lora_strength=None), "needs 'lora_strength'"),
         (lambda ps: ps[0].update(colour="red"), "unknown field(s) ['colour']"),
         (lambda ps: ps[0].update(prediction="flow", timesteps={"4": [999, 749, 499, 249]}), "flow presets use a scheduler"),
+        (lambda ps: ps[0].update(sigmas_preferred_at=[4]), "'sigmas_preferred_at' must list step counts"),
+        (lambda ps: ps[0].update(sampler_chosen_by_pack="yes"), "'sampler_chosen_by_pack' must be true or false"),
+        (lambda ps: ps[0].update(warning=" "), "'warning' must be a non-empty string"),
+        (lambda ps: ps[0].update(model_patches={"shift_by_resolution": {"tokens": [1, 2]}}),
+         "model patch 'shift_by_resolution' has an invalid value"),
+        (lambda ps: ps[0].update(model_patches={"sd3_shift": 3.0, "aura_flow_shift": 3.0}), "use one shift patch"),
+        (lambda ps: ps[0].update(steps="4"), "'steps' must be a non-empty list of positive integers"),
+        (lambda ps: ps[0].update(kind="unet"), "'kind' must be one of"),
     ],
 )
 def test_malformed_entries_fail_with_the_file_the_preset_and_the_field(mutate, expected):

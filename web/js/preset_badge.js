@@ -9,6 +9,11 @@ const BADGE = "fewstep_badge";
 const WATCHED = ["lora_name", "preset", "steps"];
 const TARGETS = ["steps", "cfg", "sampler_name", "scheduler"];
 const MODEL_TYPES = new Set(["MODEL", "*"]);
+const APPLY_TITLE = "Write steps, cfg, sampler and scheduler into the KSampler(s) this node's MODEL feeds";
+// needs_sigmas: the preset's recommended path is the node's `sigmas` output into
+// SamplerCustom, because KSampler's scheduler cannot run its timesteps.
+const SIGMAS_TITLE = "This preset runs from the node's `sigmas` output: connect it to SamplerCustom " +
+  "(KSampler's scheduler cannot run its timesteps)";
 
 const findWidget = (node, name) => node.widgets?.find((w) => w.name === name);
 
@@ -59,7 +64,7 @@ export function samplersFedBy(node) {
 
 function applyToSamplers(node) {
   const info = node.fewstepInfo;
-  if (!info || info.steps == null) return 0;
+  if (!info || info.steps == null || info.needs_sigmas) return 0;
   const samplers = samplersFedBy(node);
   for (const sampler of samplers) {
     for (const name of TARGETS) {
@@ -90,7 +95,7 @@ function makeBadge(node) {
   const button = document.createElement("button");
   button.className = "fewstep-apply";
   button.textContent = "Apply to KSampler";
-  button.title = "Write steps, cfg, sampler and scheduler into the KSampler(s) this node's MODEL feeds";
+  button.title = APPLY_TITLE;
   Object.assign(button.style, { fontSize: "11px", padding: "1px 6px", cursor: "pointer" });
   button.addEventListener("click", (event) => {
     event.stopPropagation();
@@ -122,7 +127,8 @@ async function refresh(node) {
   const { text, button } = node.fewstepBadge;
   text.textContent = info.error ? `\u26a0 ${info.error}` : info.badge;
   text.title = info.error ?? info.info ?? "";
-  button.disabled = !!info.error || info.steps == null;
+  button.disabled = !!info.error || info.steps == null || !!info.needs_sigmas;
+  button.title = info.needs_sigmas ? SIGMAS_TITLE : APPLY_TITLE;
   node.setDirtyCanvas?.(true, true);
 }
 
