@@ -224,11 +224,13 @@ def test_context_windows_compute_every_call_and_say_why():
 
 def test_a_run_that_cannot_be_prepared_samples_without_teacache(caplog):
     """Bookkeeping failures never stop sampling: here the schedule is garbage for TeaCache."""
+    import dataclasses
     import logging
 
     family = tiny("sd15")
     model, stats = teacache(family.model, 0.4)
-    model.model_options["transformer_options"][KEY].profile = None  # corrupt the node's config
+    options = model.model_options["transformer_options"]
+    options[KEY] = dataclasses.replace(options[KEY], profile=None)  # corrupt the node's config
     with caplog.at_level(logging.ERROR, logger="FewStep.TeaCache"):
         out = ksample(model, family)
     assert torch.equal(out, ksample(family.model, family)) and stats == []
