@@ -15,6 +15,7 @@ from .lora import FewStepLoraLoader
 from .presets import FewStepPreset
 from .routes import register_routes
 from .sampling import FewStepTCDSampler
+from .training import FewStepDistillTrainer
 
 NODES: list[type[io.ComfyNode]] = [
     FewStepCompare,
@@ -22,6 +23,7 @@ NODES: list[type[io.ComfyNode]] = [
     FewStepPreset,
     FewStepTeaCache,
     FewStepLoraLoader,
+    FewStepDistillTrainer,
 ]
 
 

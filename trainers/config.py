@@ -73,8 +73,9 @@ class DistillConfig:
         return self
 
     def training_fields(self) -> dict:
-        """What decides the trained weights; a resume must agree on these."""
-        skip = {"iterations", "save_every", "resume", "lora_name", "extra", "lr_schedule"}
+        """What a resume must agree on. The run length, the learning rate and its schedule
+        may change (e.g. resume a diverged run from its last good checkpoint at a lower lr)."""
+        skip = {"iterations", "save_every", "resume", "lora_name", "extra", "lr_schedule", "learning_rate"}
         return {k: v for k, v in self.to_dict().items() if k not in skip}
 
     def to_dict(self) -> dict:

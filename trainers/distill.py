@@ -79,6 +79,7 @@ class _Run:
         self.sigmas = comfy.samplers.calculate_sigmas(sampling, config.student_scheduler, config.student_steps).float()
         self.noise = torch.cat([teacher.noise_for(teacher.empty_latent(model, config, 1), s.seed) for s in samples])
         self.iteration, self.losses, self.heldout = 0, [], []
+        self.last_saved: str | None = None
 
     # -- one sampling run of the student through ComfyUI's guider --
     def student_run(self, rows: list[int], on_result=None) -> torch.Tensor:
@@ -106,7 +107,15 @@ class _Run:
                 out = self.student_run(self.held_idx).float().cpu()
         finally:
             self.lcm_noise.set_state(state)
+        if not torch.isfinite(out).all():
+            raise self.diverged("the held-out samples")
         return difference(self.targets[self.held_idx], out).psnr_db, out
+
+    def diverged(self, what: str) -> DistillDiverged:
+        kept = f"The last good checkpoint is kept: {self.last_saved}." if self.last_saved else "Nothing was saved."
+        return DistillDiverged(
+            f"FewStep Distill stopped at iteration {self.iteration}: {what} became NaN/Inf. {kept} Lower "
+            "learning_rate (e.g. by 10x; a resume may change it), use training_dtype fp32, or check the teacher settings.")
 
     def train_step(self) -> float:
         rows = [self.train_idx[i] for i in self.batches.next()]
@@ -127,10 +136,8 @@ class _Run:
         loss = losses[0]
         grads_finite = all(torch.isfinite(p.grad).all() for p in self.adapters.parameters() if p.grad is not None)
         if not (math.isfinite(loss) and grads_finite):
-            raise DistillDiverged(
-                f"FewStep Distill stopped at iteration {self.iteration + 1}: the "
-                f"{'loss' if not math.isfinite(loss) else 'gradient'} became NaN/Inf. The last saved checkpoint is "
-                "kept. Lower learning_rate (e.g. by 10x), use training_dtype fp32, or check the teacher settings.")
+            self.iteration += 1
+            raise self.diverged("the loss" if not math.isfinite(loss) else "a gradient")
         self.optimizer.step()
         self.iteration += 1
         self.losses.append(loss)
@@ -250,7 +257,9 @@ def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_
         names = adapter_hooks.kohya_names(run.student, run.adapters.modules)
         md = lora_format.metadata(config.to_json(), base, config.student_steps, config.student_cfg,
                                   config.student_sampler, config.student_scheduler, list(upstream_loras), run.iteration)
-        return save_tensors(folder / name, lora_format.kohya_tensors(run.adapters.export(), names), md)
+        path = save_tensors(folder / name, lora_format.kohya_tensors(run.adapters.export(), names), md)
+        run.last_saved = name
+        return path
 
     t1 = time.perf_counter()
     interrupt = comfy_compat.interrupt_exception_type()

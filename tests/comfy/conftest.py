@@ -40,3 +40,21 @@ def teacher(teacher_path):
     from comfyui_fewstep.tools.teacher import load_teacher
 
     return load_teacher(teacher_path)
+
+
+@pytest.fixture(scope="module")
+def lora_dirs(tmp_path_factory, comfy):
+    """A loras folder and a user directory of this module's own, first in ComfyUI's paths."""
+    from types import SimpleNamespace
+
+    import folder_paths
+
+    loras = tmp_path_factory.mktemp("loras")
+    user = tmp_path_factory.mktemp("user")
+    paths = folder_paths.folder_names_and_paths["loras"][0]
+    old_user = folder_paths.get_user_directory()
+    paths.insert(0, str(loras))
+    folder_paths.set_user_directory(str(user))
+    yield SimpleNamespace(loras=loras, user=user)
+    paths.remove(str(loras))
+    folder_paths.set_user_directory(old_user)

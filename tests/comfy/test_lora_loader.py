@@ -16,19 +16,8 @@ from comfyui_fewstep.tools.synth_loras import (fewstep_metadata, qwen_image_lora
 
 
 @pytest.fixture(scope="module")
-def dirs(tmp_path_factory, comfy):
-    """A loras folder and user directory of our own, first in ComfyUI's search paths."""
-    import folder_paths
-
-    loras = tmp_path_factory.mktemp("loras")
-    user = tmp_path_factory.mktemp("user")
-    paths = folder_paths.folder_names_and_paths["loras"][0]
-    old_user = folder_paths.get_user_directory()
-    paths.insert(0, str(loras))
-    folder_paths.set_user_directory(str(user))
-    yield SimpleNamespace(loras=loras, user=user)
-    paths.remove(str(loras))
-    folder_paths.set_user_directory(old_user)
+def dirs(lora_dirs):
+    return lora_dirs
 
 
 @pytest.fixture(scope="module")
