@@ -29,10 +29,22 @@ class FewStepMethod:
     model: Callable[[BenchContext, Any], Any] | None = None  # None: the teacher itself
 
 
+def _student(steps: int):
+    def model(ctx: BenchContext, tb):
+        from .distill_student import student
+
+        return student(ctx, tb, steps).model
+
+    return model
+
+
 METHODS: list[FewStepMethod] = [
     FewStepMethod("euler (core, the teacher's sampler)", "core", "euler"),
+    FewStepMethod("euler, cfg 1 (core)", "core", "euler", "sgm_uniform", cfg=1.0),
     FewStepMethod("dpmpp_2m (core)", "core", "dpmpp_2m"),
     FewStepMethod("uni_pc (core)", "core", "uni_pc"),
+    FewStepMethod("FewStep Distill student trained for 4 steps (cfg 1)", "fewstep", "euler", "sgm_uniform", cfg=1.0,
+                  model=_student(4)),
 ]
 
 COLUMNS = [
@@ -88,8 +100,11 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
         prompted.append(100 * q.prompted)
 
     note = (f"Same {len(ref.labels)} samples and seeds as the caching rows; each sampler at n steps (scheduler "
-            f"normal, the teacher's cfg {tb.settings['cfg']:g}) against the teacher's {tb.settings['steps']}-step "
-            f"{tb.settings['sampler']} result. ")
+            f"normal and the teacher's cfg {tb.settings['cfg']:g} unless the label says otherwise) against the "
+            f"teacher's {tb.settings['steps']}-step {tb.settings['sampler']} result. At cfg 1 a step is one model call "
+            "instead of two (cond and uncond are batched into one call here, so the call count hides that). "
+            "The distilled student is the teacher plus a LoRA trained by FewStep Distill (bench/distill_student.py, "
+            "its seeds are disjoint from these); its training cost is in the distill table. ")
     if not any(m.provider == "fewstep" for m, *_ in configs):
         note += ("No FewStep few-step method exists yet, so these are the core baselines a distilled student or "
                  "few-step LoRA must beat. ")

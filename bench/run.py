@@ -25,7 +25,7 @@ from pathlib import Path
 from . import harness, readme_section
 from .context import BenchContext
 
-ROW_MODULES = ("rows_caching", "rows_fewstep_cache", "rows_fewstep", "rows_lora", "rows_tome")
+ROW_MODULES = ("rows_caching", "rows_fewstep_cache", "rows_fewstep", "rows_distill", "rows_lora", "rows_tome")
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 ATTENTION_NAMES = {"attention_pytorch": "PyTorch SDPA", "attention_sub_quad": "sub-quadratic",
                    "attention_split": "split", "attention_xformers": "xformers", "attention_basic": "basic",

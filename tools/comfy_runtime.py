@@ -34,6 +34,8 @@ def candidate_paths() -> list[tuple[str, Path]]:
     env = os.environ.get("COMFYUI_PATH")
     if env:
         found.append(("COMFYUI_PATH", Path(env).expanduser().resolve()))
+    if REPO_ROOT.parent.name == "custom_nodes":
+        found.append(("the ComfyUI this pack is installed in", REPO_ROOT.parent.parent))
     found.append(("bundled runtime from `make setup`", BUNDLED_COMFYUI))
     return found
 

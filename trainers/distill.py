@@ -21,6 +21,7 @@ from ..fewstep import architectures, comfy_compat
 from ..fewstep.metrics import difference
 from . import adapters as adapter_hooks
 from . import conds, lora_format, plan as planning, teacher
+from .collective import Single, shard
 from .config import DistillConfig, DistillConfigError
 from .files import RESUME_EXT, checkpoint_name, load_resume, resolve_in, run_stem, save_resume, save_tensors
 from .schedule import lr_factor
@@ -62,8 +63,8 @@ class DistillResult:
 class _Run:
     """Per-run state: created by `train`, dropped when it returns."""
 
-    def __init__(self, config, model, prompts, samples, targets, callbacks):
-        self.config, self.callbacks = config, callbacks
+    def __init__(self, config, model, prompts, samples, targets, callbacks, collective):
+        self.config, self.callbacks, self.collective = config, callbacks, collective
         self.prompts, self.samples, self.targets = prompts, samples, targets
         self.train_idx = [i for i, s in enumerate(samples) if not s.heldout]
         self.held_idx = [i for i, s in enumerate(samples) if s.heldout]
@@ -82,14 +83,14 @@ class _Run:
         self.last_saved: str | None = None
 
     # -- one sampling run of the student through ComfyUI's guider --
-    def student_run(self, rows: list[int], on_result=None) -> torch.Tensor:
+    def student_run(self, rows: list[int], on_result=None, noise_rows: tuple[int, list[int]] | None = None) -> torch.Tensor:
         pairs = [conds.first_pair(self.prompts.positive[self.samples[i].prompt_index]) for i in rows]
         negative = conds.stack([conds.first_pair(self.prompts.negative)] * len(rows))
         guider = comfy.samplers.CFGGuider(self.student)
         guider.set_conds(conds.stack(pairs), negative)
         guider.set_cfg(self.config.student_cfg)
         sampler = StudentSampler(self.config.student_sampler, self.config.gradient_checkpointing, on_result,
-                                 self.lcm_noise)
+                                 self.lcm_noise, noise_rows)
         noise = self.noise[rows].clone()
         latent = torch.zeros_like(noise)
         autocast = torch.autocast(noise.device.type, dtype=torch.bfloat16, enabled=self.config.training_dtype == "bf16")
@@ -118,22 +119,31 @@ class _Run:
             "learning_rate (e.g. by 10x; a resume may change it), use training_dtype fp32, or check the teacher settings.")
 
     def train_step(self) -> float:
-        rows = [self.train_idx[i] for i in self.batches.next()]
+        """One optimizer step on the global batch; with several processes each runs its
+        share, its loss weighted by that share, and the adapter gradients are summed."""
+        batch = [self.train_idx[i] for i in self.batches.next()]
+        mine = shard(list(range(len(batch))), self.collective.rank, self.collective.world)
+        rows = [batch[i] for i in mine]
         target = self.targets[rows].clone()
-        losses = []
+        weight = len(rows) / len(batch)
+        losses = [0.0]
 
         def backward(latent):
-            loss = torch.nn.functional.mse_loss(latent.float(), target.to(latent.device))
+            loss = torch.nn.functional.mse_loss(latent.float(), target.to(latent.device)) * weight
             loss.backward()  # here, while ComfyUI still holds the model loaded
-            losses.append(loss.detach().item())
+            losses[0] = loss.detach().item()
 
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.learning_rate * lr_factor(self.config.lr_schedule, self.iteration,
                                                                   self.config.iterations)
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            self.student_run(rows, backward)
-        loss = losses[0]
+        if rows:
+            with torch.enable_grad():
+                self.student_run(rows, backward, (len(batch), mine))
+        elif self.config.student_sampler == "lcm":  # keep the shared noise generator in step with the others
+            StudentSampler.skip_noise(self.lcm_noise, len(batch), self.noise[:1], self.config.student_steps)
+        self.collective.all_reduce_gradients(self.adapters.parameters())
+        loss = self.collective.sum(losses[0])
         grads_finite = all(torch.isfinite(p.grad).all() for p in self.adapters.parameters() if p.grad is not None)
         if not (math.isfinite(loss) and grads_finite):
             self.iteration += 1
@@ -212,9 +222,13 @@ def _check_writable(folder: Path) -> None:
 
 
 def train(config: DistillConfig, model, clip, output_folder: Path, callbacks: Callbacks | None = None,
-          upstream_loras: tuple[str, ...] = ()) -> DistillResult:
-    """Generate (or reuse) teacher samples, train, save; see the module docstring."""
+          upstream_loras: tuple[str, ...] = (), collective=None) -> DistillResult:
+    """Generate (or reuse) teacher samples, train, save; see the module docstring.
+
+    `collective` (trainers/collective.py) shares the work between processes: teacher
+    samples and batches are sharded by rank, one process writes files."""
     cb = callbacks or Callbacks()
+    collective = collective or Single()
     config.check()
     family = architectures.family_of(model)
     if family.id is None:
@@ -228,10 +242,12 @@ def train(config: DistillConfig, model, clip, output_folder: Path, callbacks: Ca
         prompts = teacher.encode(clip, config)
         samples = planning.samples(config)
         generated, reused = teacher.generate(model, prompts, samples, config,
-                                             lambda d, t: cb.progress("teacher", d, t), cb.log, cb.check_interrupt)
+                                             lambda d, t: cb.progress("teacher", d, t), cb.log, cb.check_interrupt,
+                                             shard=(collective.rank, collective.world))
+        collective.barrier()  # every rank's samples are on disk before anyone reads them
         targets = teacher.load(model, prompts, samples, config)
         t_teacher = time.perf_counter() - t0
-        run = _Run(config, model, prompts, samples, targets, cb)
+        run = _Run(config, model, prompts, samples, targets, cb, collective)
         try:
             return _train(run, family.id, output_folder, resumed, cb, upstream_loras,
                           {"teacher": t_teacher, "teacher_generated": generated, "teacher_reused": reused})
@@ -252,6 +268,11 @@ def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_
     resume_path = folder / f"{stem}{RESUME_EXT}"
 
     def save(name: str) -> Path:
+        """One process writes; the others wait until the files are complete."""
+        if not run.collective.writer:
+            run.collective.barrier()
+            run.last_saved = name
+            return folder / name
         tensors, meta = run.state_tensors()
         save_resume(resume_path, tensors, {**meta, "base": base})
         names = adapter_hooks.kohya_names(run.student, run.adapters.modules)
@@ -259,6 +280,7 @@ def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_
                                   config.student_sampler, config.student_scheduler, list(upstream_loras), run.iteration)
         path = save_tensors(folder / name, lora_format.kohya_tensors(run.adapters.export(), names), md)
         run.last_saved = name
+        run.collective.barrier()
         return path
 
     t1 = time.perf_counter()

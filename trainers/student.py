@@ -44,10 +44,17 @@ class StudentSampler(comfy.samplers.Sampler):
     for comparisons with KSampler)."""
 
     def __init__(self, sampler: str, checkpoint: bool, on_result: Callable[[torch.Tensor], None] | None = None,
-                 noise_generator: torch.Generator | None = None):
+                 noise_generator: torch.Generator | None = None, noise_rows: tuple[int, list[int]] | None = None):
         self.update = UPDATES[sampler]
         self.name, self.checkpoint, self.on_result = sampler, checkpoint, on_result
         self.noise_generator = noise_generator
+        self.noise_rows = noise_rows  # (global batch, this process's rows): noise is drawn for the whole batch
+
+    @staticmethod
+    def skip_noise(generator: torch.Generator, batch: int, like: torch.Tensor, steps: int) -> None:
+        """Advance `generator` as a run over `batch` rows would (a process with no rows)."""
+        for _ in range(steps):
+            torch.randn((batch, *like.shape[1:]), dtype=like.dtype, generator=generator)
 
     def _step_noises(self, x: torch.Tensor, steps: int, seed) -> list:
         if self.name != "lcm":
@@ -55,8 +62,13 @@ class StudentSampler(comfy.samplers.Sampler):
         generator = self.noise_generator
         if generator is None:  # as default_noise_sampler(x, seed): a CPU generator seeded with the seed
             generator = torch.Generator(device=x.device).manual_seed(seed)
-        return [torch.randn(x.size(), dtype=x.dtype, layout=x.layout, device=x.device, generator=generator)
-                for _ in range(steps)]
+        total, rows = self.noise_rows or (x.shape[0], None)
+        noises = []
+        for _ in range(steps):
+            n = torch.randn((total, *x.shape[1:]), dtype=x.dtype, layout=x.layout, device=generator.device,
+                            generator=generator)
+            noises.append((n if rows is None else n[rows]).to(x.device))
+        return noises
 
     def sample(self, model_wrap, sigmas, extra_args, callback, noise, latent_image=None, denoise_mask=None,
                disable_pbar=False):

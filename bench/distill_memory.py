@@ -1,0 +1,62 @@
+"""Peak memory of FewStep Distill training in a process of its own (ru_maxrss is a lifetime
+peak, so each setting needs a fresh process):
+
+    .venv/bin/python -P -m comfyui_fewstep.bench.distill_memory --steps 4 --checkpointing 1
+
+Prints one JSON line: the resident-set peak after loading and teacher generation
+(`baseline_mb`) and after training (`peak_mb`); their difference is what training added.
+The teacher samples come from the bench's teacher cache (generated on first use).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--steps", type=int, required=True)
+    p.add_argument("--checkpointing", type=int, choices=(0, 1), required=True)
+    p.add_argument("--iterations", type=int, default=2)
+    p.add_argument("--batch", type=int, default=24)
+    args = p.parse_args(argv)
+
+    from ..tools import comfy_runtime as rt
+
+    rt.import_comfy_for_library_use()
+    import folder_paths
+
+    from ..tools import teacher as T
+    from ..trainers.config import DistillConfig
+    from ..trainers.distill import Callbacks, train
+    from .distill_student import RECIPE, _user_dir
+
+    folder_paths.set_user_directory(str(_user_dir()))
+    model, clip, _ = T.load_teacher(T.teacher_checkpoint())
+    s = T.TEACHER_SETTINGS
+    settings = {**RECIPE, "iterations": args.iterations, "batch_size": args.batch,
+                "gradient_checkpointing": bool(args.checkpointing)}
+    config = DistillConfig(prompts=T.PROMPTS, negative=T.NEGATIVE_PROMPT, width=s["width"], height=s["height"],
+                           teacher_steps=s["steps"], teacher_cfg=s["cfg"], teacher_sampler=s["sampler"],
+                           teacher_scheduler=s["scheduler"], student_steps=args.steps, **settings)
+    with tempfile.TemporaryDirectory() as out, torch.inference_mode():
+        baseline = _peak_mb()  # model loaded; the teacher samples come from the cache
+        train(config, model, clip, Path(out), Callbacks())
+    print(json.dumps({"steps": args.steps, "checkpointing": bool(args.checkpointing), "baseline_mb": baseline,
+                      "peak_mb": _peak_mb()}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
