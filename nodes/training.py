@@ -5,6 +5,7 @@ Inputs are append-only: saved UI workflows store widget values by position.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from ..fewstep import comfy_compat
 from ..trainers import report as pictures
 from ..trainers.config import ADAPTERS, LR_SCHEDULES, STUDENT_SAMPLERS, TARGETS, TRAINING_DTYPES, DistillConfig
 from ..trainers.distill import Callbacks, train
-from ..trainers.graph import upstream_loras
+from ..trainers.files import write_atomic
+from ..trainers.graph import NotExportable, cli_source, upstream_loras
 from ..trainers.targets import DESCRIPTIONS
 
 EVENT = "fewstep.distill"  # web/js/distill_chart.js draws these on the node
@@ -140,10 +142,23 @@ class FewStepDistillTrainer(io.ComfyNode):
         result = train(config, model, clip, folder,
                        Callbacks(progress=progress, event=event, check_interrupt=comfy_compat.throw_if_interrupted),
                        upstream_loras=tuple(upstream_loras(getattr(cls.hidden, "prompt", None), node_id)))
+        report = result.report + "\n" + _export_cli_config(config, getattr(cls.hidden, "prompt", None), node_id,
+                                                          result.lora_path)
         curve = pictures.loss_curve(result.losses, result.heldout)
         comparison = _comparison(vae, result)
-        return io.NodeOutput(result.model, result.lora_path.name, curve, result.report, comparison,
-                             ui=ui.PreviewText(result.report))
+        return io.NodeOutput(result.model, result.lora_path.name, curve, report, comparison, ui=ui.PreviewText(report))
+
+
+def _export_cli_config(config, prompt, node_id, lora_path: Path) -> str:
+    """Write <lora>.json, which tools/distill_cli.py runs to reproduce this run headless."""
+    try:
+        source = cli_source(prompt, node_id)
+    except NotExportable as e:
+        return f"headless config: not written ({e})"
+    settings = {k: v for k, v in config.to_dict().items() if k not in ("resume", "extra")}
+    data = {**source, "prompts": settings.pop("prompts"), "distill": settings}
+    path = write_atomic(lora_path.with_suffix(".json"), json.dumps(data, indent=2).encode())
+    return f"headless config: {path.name} (python tools/distill_cli.py --config {path.name})"
 
 
 def _finite(value):

@@ -152,3 +152,29 @@ def test_upstream_loras_follow_the_model_path_only():
     }
     assert upstream_loras(prompt, "5") == ["style.safetensors", "detail.safetensors"]
     assert upstream_loras(None, "5") == []
+
+
+def test_shards_split_a_batch_without_gaps_or_overlap():
+    from comfyui_fewstep.trainers.collective import shard
+
+    for size in (1, 5, 24):
+        for world in (1, 2, 3, 8):
+            parts = [shard(list(range(size)), r, world) for r in range(world)]
+            assert sum(parts, []) == list(range(size))
+            assert max(map(len, parts)) - min(map(len, parts)) <= 1
+
+
+def test_the_cli_source_is_read_from_the_graph_or_refused_with_the_node_named():
+    from comfyui_fewstep.trainers.graph import NotExportable, cli_source
+
+    prompt = {
+        "1": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "base.safetensors"}},
+        "2": {"class_type": "LoraLoader", "inputs": {"model": ["1", 0], "clip": ["1", 1], "lora_name": "a.safetensors",
+                                                     "strength_model": 0.8, "strength_clip": 0.5}},
+        "3": {"class_type": "FewStepDistillTrainer", "inputs": {"model": ["2", 0], "clip": ["2", 1]}},
+        "4": {"class_type": "FewStepTeaCache", "inputs": {"model": ["2", 0]}},
+        "5": {"class_type": "FewStepDistillTrainer", "inputs": {"model": ["4", 0]}},
+    }
+    assert cli_source(prompt, "3") == {"checkpoint": "base.safetensors", "loras": [["a.safetensors", 0.8, 0.5]]}
+    with pytest.raises(NotExportable, match="node 4 .FewStepTeaCache."):
+        cli_source(prompt, "5")
