@@ -14,7 +14,10 @@ from comfyui_fewstep.tools import comfy_runtime as rt
 
 # Test modules of this tier import the pack's hook modules, which import ComfyUI at the
 # top: ComfyUI must be imported here first, with its CPU flag set when there is no GPU.
-rt.import_comfy_for_library_use()
+try:
+    rt.import_comfy_for_library_use()
+except rt.ComfyUINotFound as missing:
+    pytest.exit(str(missing), returncode=2)
 
 # Whichever test first asks for the teacher pays for training it: give those tests room
 # beyond the suite's default timeout (pyproject.toml) instead of failing a cold cache.
