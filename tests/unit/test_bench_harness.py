@@ -147,4 +147,46 @@ def test_unknown_row_family_is_refused(tmp_path):
     from comfyui_fewstep.bench import run
 
     with pytest.raises(SystemExit, match="nosuch"):
-        run.main(["--only", "nosuch", "--out", str(tmp_path)])
+        run.main(["--rows", "nosuch", "--out", str(tmp_path)])
+
+
+def test_a_family_that_did_not_run_keeps_its_tables_with_their_date():
+    from comfyui_fewstep.bench.report_sections import family_sections, kept
+
+    old = harness.render_markdown(ENV, [_table()], "make bench")  # family "demo", measured 2030-01-02
+    date, text = family_sections(old)["demo"]
+    assert date == "2030-01-02" and text.startswith(harness.section_marker("demo", "2030-01-02"))
+    assert "| ours | 31.23 dB | 1.50x | 88% |" in text
+    later = Environment(**{**ENV.__dict__, "date": "2030-02-03"})
+    fresh = Table("other", "Other rows", [Column("method", "method")])
+    fresh.add(method="new")
+    md = harness.render_markdown(later, [fresh, kept(text, date)], "make bench ROWS=other")
+    sections = family_sections(md)
+    assert {name: d for name, (d, _) in sections.items()} == {"other": "2030-02-03", "demo": "2030-01-02"}
+    kept_text = sections["demo"][1]
+    assert kept_text.count("Kept from the run of 2030-01-02") == 1 and "| ours | 31.23 dB" in kept_text
+    # kept again by a third run: still the original date, one note
+    again = family_sections(harness.render_markdown(later, [kept(kept_text, "2030-01-02")], "x"))["demo"][1]
+    assert again.count("Kept from the run of") == 1 and "2030-01-02" in again
+
+
+def test_row_families_are_registered_once_and_row_modules_do_not_change_each_other():
+    from comfyui_fewstep.bench import rows_caching, rows_fewstep_cache, run
+
+    names = [f.name for f in run.FAMILIES]
+    assert len(names) == len(set(names)) and {"caching", "lora", "tome"} <= set(names)
+    # rows_fewstep_cache's TeaCache methods reach the caching table through run.py only
+    assert [m.provider for m in rows_caching.PEERS] == ["core", "core"]
+    assert [m.provider for m in rows_fewstep_cache.TEACACHE] == ["fewstep", "fewstep"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "make bench"), (["--preset", "full"], "make bench BENCH=full"),
+    (["--rows", "caching,lora"], "make bench ROWS=caching,lora"),
+    (["--preset", "default", "--rows", "tome"], "make bench ROWS=tome"),
+    (["--preset", "smoke", "--rows", "tome"], ".venv/bin/python -P -m comfyui_fewstep.bench.run --preset smoke --rows tome"),
+])
+def test_the_report_names_the_command_that_made_it(argv, expected):
+    from comfyui_fewstep.bench import run
+
+    assert run.command_line(run.parse_args(argv), argv) == expected
