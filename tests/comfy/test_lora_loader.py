@@ -63,7 +63,7 @@ def ksample(model, steps, cfg, sampler, scheduler, conds, seed=3):
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, *conds, latent)[0]["samples"]
 
 
-def test_schema_is_the_issue_contract_and_links_into_ksampler(node):
+def test_schema_is_the_published_contract_and_links_into_ksampler(node):
     import comfy.samplers
     from comfy_execution.validation import validate_node_input
 

@@ -68,7 +68,7 @@ def ksample(o, conds, seed=5):
     return nodes.common_ksampler(o.model, seed, o.steps, o.cfg, o.sampler, o.scheduler, *conds, empty_latent())[0]["samples"]
 
 
-def test_outputs_are_what_the_issue_fixes_and_link_into_ksampler(node):
+def test_outputs_are_the_published_contract_and_link_into_ksampler(node):
     import comfy.samplers
 
     info = node.GET_NODE_INFO_V1()
