@@ -36,14 +36,6 @@ def node(pack_nodes):
     return pack_nodes["FewStepLoraLoader"]
 
 
-@pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    clip = tiny_sd15[1]
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
 def put(dirs, name, tensors, metadata=None):
     return write_lora(dirs.loras / name, tensors, metadata)
 

@@ -11,14 +11,6 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    _, clip, _ = tiny_sd15
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
-@pytest.fixture(scope="module")
 def node(pack_nodes):
     return pack_nodes["FewStepPreset"]
 

@@ -11,14 +11,6 @@ from comfyui_fewstep.fewstep.sampling.tcd import ETA_OPTION
 
 
 @pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    _, clip, _ = tiny_sd15
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
-@pytest.fixture(scope="module")
 def tcd(pack_nodes):
     # pack_nodes has loaded the pack the way ComfyUI does, which registered "tcd".
     from comfyui_fewstep.fewstep.sampling import hooks
