@@ -54,9 +54,13 @@ def test_stats_appear_on_the_teacache_node_after_a_run(page, artifacts):
 
 def test_stats_from_inside_nested_subgraphs_land_on_that_node(page):
     """The server names the node "outer:inner:tc". A TeaCache node on the root graph that has
-    the id `tc` (ids are unique only within one graph) must not receive the stats."""
+    the id `tc` (ids are unique only within one graph) must not receive the stats. The graph
+    first runs unnested: the nested node has the same inputs, and must still report under
+    its own id (ComfyUI must not reuse the first run's output, which carries the old id)."""
     g, ids, tc = teacache_graph(seed=32, steps=6)
-    page.evaluate(f"async () => {{ app.graph.clear(); await app.loadApiJson({json.dumps(g.to_api())}, 'teacache-subgraph'); }}")
+    page.evaluate(f"async () => {{ app.graph.clear(); await app.loadApiJson({json.dumps(g.to_api())}, 'teacache-subgraph'); "
+                  "await app.queuePrompt(0, 1); }")
+    page.wait_for_function(STATS_SHOWN, arg=[tc], timeout=180_000)
     outer, inner, decoy = page.evaluate("""([tc, ckpt]) => {
         const g = app.graph;
         const inner = g.convertToSubgraph(new Set([g.getNodeById(tc)])).node;
