@@ -32,6 +32,12 @@ def ksample(model, family, steps=12, sampler="euler", scheduler=None, latent=Non
 
 
 def rel_err(out, ref) -> float:
+    """Mean relative error of the final latent against the uncached run.
+
+    The quality bounds below are about 2x the values measured on this machine (float32 CPU,
+    stated at each). The error comes from reusing predictions on the skipped calls; float
+    rounding moves it by ~1e-3 relative even in fp16, far inside that margin, and the
+    margin also absorbs one skip decision flipping near the threshold on another device."""
     return ((out - ref).abs().mean() / ref.abs().mean()).item()
 
 
@@ -47,7 +53,7 @@ def test_samplers_with_several_calls_per_step_and_noise(tiny, sampler, calls_per
     assert torch.isfinite(out).all()
     assert s["evaluations"] >= 12 * calls_per_step - 2
     assert s["skipped"] > 0
-    assert rel_err(out, ref) < 0.1
+    assert rel_err(out, ref) < 0.1  # measured 0.022 (dpmpp_2m_sde) to 0.046 (euler_ancestral)
 
 
 @pytest.mark.parametrize("sigmas", [
@@ -87,7 +93,7 @@ def test_batch_of_three(tiny):
     ref = ksample(family.model, family, latent=latent)
     assert out.shape == (3, 4, 8, 8) and stats[-1]["skipped"] > 0
     for i in range(3):  # every sample of the batch stays close, not just the mean
-        assert rel_err(out[i], ref[i]) < 0.05
+        assert rel_err(out[i], ref[i]) < 0.05  # measured 0.022-0.024
 
 
 def test_each_run_starts_fresh_after_size_batch_and_step_changes_and_errors(tiny):
@@ -230,4 +236,4 @@ def test_other_parameterisations_and_object_patches_coexist(tiny, sampling):
     model, stats = teacache(patched, 0.2)
     out, ref = ksample(model, family), ksample(patched, family)
     assert torch.isfinite(out).all() and stats[-1]["skipped"] > 0
-    assert rel_err(out, ref) < 0.15
+    assert rel_err(out, ref) < 0.15  # 1.5x the measured 0.098 (x0): 2x would pass core EasyCache's v error
