@@ -77,6 +77,7 @@ def test_one_full_run_calibrates_and_later_runs_use_it(tiny, tmp_path, name):
     out = sample(fresh, family)
     s = fresh_stats[-1]
     assert s["rescale"] == f"stored fit ({STEPS} steps)" and s["skipped"] > 0
+    # 1.5x the worst measured (0.13); rounding on fp16 / GPU moves it by ~1e-3.
     assert ((out - reference).abs().mean() / reference.abs().mean()).item() < 0.2
 
 
