@@ -280,7 +280,7 @@ def today() -> str:
 
 # --------------------------------------------------------------------------- report
 
-def render_markdown(env: Environment, tables: Sequence[Table], command: str, *, total_s: float | None = None,
+def render_markdown(env: Environment, tables: Sequence[Table | str], command: str, *, total_s: float | None = None,
                     load: dict[str, float] | None = None, preamble: Sequence[str] = (), repeats: int = 3) -> str:
     lines = [f"# FewStep benchmarks, {env.date}", "",
              f"Made by `{command}`.", "",
@@ -308,7 +308,10 @@ def render_markdown(env: Environment, tables: Sequence[Table], command: str, *, 
     lines += ["- " + f for f in facts] + [""]
     lines += list(preamble)
     for t in tables:
-        lines += [f"## {t.title}", ""]
+        if isinstance(t, str):  # a section kept from an earlier report (bench/report_sections.py)
+            lines += [t.strip("\n"), ""]
+            continue
+        lines += [section_marker(t.family, env.date), f"## {t.title}", ""]
         for n in t.notes:
             lines += [n, ""]
         if t.rows:
@@ -316,6 +319,11 @@ def render_markdown(env: Environment, tables: Sequence[Table], command: str, *, 
         for p in t.plots:
             lines += [f"![{t.title}]({p})", ""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def section_marker(family: str, date: str) -> str:
+    """The line before each table of a report: which family made it, on which date."""
+    return f"<!-- bench-family: {family} {date} -->"
 
 
 def write_report(out_dir: Path, markdown: str, date: str) -> tuple[Path, Path]:
@@ -377,26 +385,3 @@ def plot_panels(path: Path, panels: Sequence[tuple[str, Sequence[Series]]], *, x
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-# --------------------------------------------------------------------------- registry
-
-@dataclass
-class Family:
-    name: str
-    title: str
-    run: Callable[["Any"], list[Table]]
-    order: int
-
-
-FAMILIES: dict[str, Family] = {}
-
-
-def row_family(name: str, title: str, order: int):
-    """Register `fn(ctx) -> list[Table]` as the row family `name` (selectable with --only)."""
-
-    def register(fn):
-        FAMILIES[name] = Family(name, title, fn, order)
-        return fn
-
-    return register

@@ -5,23 +5,18 @@ teacher (30 steps, cfg 5). Reported: UNet calls actually made per run (counted b
 innermost DIFFUSION_MODEL wrapper), wall time of a batch-1 run and its speedup measured
 side by side with the uncached run, and quality against the uncached result.
 
-Adding a method (e.g. FewStep's TeaCache when it lands) is one entry in METHODS:
-
-    CacheMethod("FewStep TeaCache", "fewstep", "FewStepTeaCache",
-                lambda node, model, t: node.execute(model, threshold=t, ...).args[0],
-                thresholds=(...)),
-
-A FewStep node that is not registered yet gives no row.
+The peers are PEERS here; FewStep's own methods come from their feature's row module
+(rows_fewstep_cache.TEACACHE), and bench/run.py hands the family both lists.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 from . import harness
 from .context import BenchContext
 from .harness import Column, Table
+from .methods import MAX_ABS, METHOD, PROMPTED, WALL_BATCH1, Method
 from .teacher_runs import teacher_bench
 
 
@@ -34,56 +29,43 @@ def _core(node_name: str):
     return load
 
 
-@dataclass
-class CacheMethod:
-    label: str
-    provider: str  # "core" or "fewstep"
-    node: str | Callable[[], Any]  # FewStep node id, or a loader of a core node class
-    apply: Callable[[Any, Any, float], Any]  # (node class, model, threshold) -> patched model
-    thresholds: Sequence[float]
-
-    def node_class(self, ctx: BenchContext):
-        return ctx.pack_node(self.node) if isinstance(self.node, str) else self.node()
-
-
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.5)  # core default 0.2; on the teacher skips saturate above it
 CORE_DEFAULTS = dict(start_percent=0.15, end_percent=0.95, verbose=False)
 
-METHODS: list[CacheMethod] = [
-    CacheMethod("EasyCache (core)", "core", _core("EasyCacheNode"),
-                lambda node, model, t: node.execute(model, reuse_threshold=t, **CORE_DEFAULTS).args[0], THRESHOLDS),
-    CacheMethod("LazyCache (core)", "core", _core("LazyCacheNode"),
-                lambda node, model, t: node.execute(model, reuse_threshold=t, **CORE_DEFAULTS).args[0], THRESHOLDS),
-]
+PEERS = (
+    Method("EasyCache (core)", "core", _core("EasyCacheNode"),
+           lambda node, model, t: node.execute(model, reuse_threshold=t, **CORE_DEFAULTS).args[0], THRESHOLDS),
+    Method("LazyCache (core)", "core", _core("LazyCacheNode"),
+           lambda node, model, t: node.execute(model, reuse_threshold=t, **CORE_DEFAULTS).args[0], THRESHOLDS),
+)
 
 COLUMNS = [
-    Column("method", "method"),
+    METHOD,
     Column("threshold", "threshold", "{:g}"),
     Column("calls", "UNet calls / run", "{:.1f}"),
     Column("skipped", "skipped", "{:.1f}"),
     Column("timed_calls", "calls in timed run", "{:d}"),
-    Column("wall", "wall, batch 1 (s)", "{:.3f}"),
+    WALL_BATCH1,
     Column("speedup", "speedup", "{:.2f}x"),
     Column("psnr", "latent PSNR vs uncached", harness.fmt_psnr),
-    Column("max_abs", "max abs diff", "{:.3g}"),
-    Column("prompted", "reads as prompted digit", harness.fmt_pct),
+    MAX_ABS,
+    PROMPTED,
     Column("agrees", "same digit as uncached", harness.fmt_pct),
 ]
 
 
-@harness.row_family("caching", "Step caching on the trained teacher", order=10)
-def caching_rows(ctx: BenchContext) -> list[Table]:
+def caching_rows(ctx: BenchContext, methods: Sequence[Method] = PEERS) -> list[Table]:
     tb = teacher_bench(ctx)
     ref = tb.reference(ctx)
     steps = tb.settings["steps"]
     thresholds = ctx.pick(None, smoke=(0.2,))
 
     configs = []  # (method, threshold, patched model)
-    for m in METHODS:
+    for m in methods:
         node = m.node_class(ctx)
         if node is None:
             continue
-        for t in thresholds or m.thresholds:
+        for t in thresholds or m.values:
             configs.append((m, t, m.apply(node, tb.model, t)))
 
     # Wall time: batch-1 runs, every config interleaved with the uncached teacher.

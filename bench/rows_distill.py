@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 
-from . import harness
 from .context import BenchContext
 from .distill_student import RECIPE, student
 from .harness import Column, Table
@@ -36,7 +35,6 @@ def _memory(ctx: BenchContext, steps: int, checkpointing: bool) -> dict:
     return json.loads(out)
 
 
-@harness.row_family("distill", "FewStep Distill: training cost and memory", order=25)
 def distill_rows(ctx: BenchContext) -> list[Table]:
     tb = teacher_bench(ctx)
     s = student(ctx, tb, 4)

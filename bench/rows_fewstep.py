@@ -3,64 +3,52 @@ every few-step feature (a distilled student, a few-step LoRA, a better solver) m
 
 The teacher is sampled at 1, 2, 4 and 8 steps with core samplers, from the same seeds,
 and compared with its 30-step euler result. Adding a FewStep method is one entry in
-METHODS; its `model` hook may return a different MODEL (e.g. a distilled student):
-
-    FewStepMethod("FewStep distilled student", "fewstep", model=lambda ctx, tb: ..., sampler="lcm", cfg=1.0)
+METHODS: `settings` override the teacher's sampler, scheduler and cfg; with a node, `apply`
+(node class, teacher MODEL, bench context) returns the MODEL to sample, as the distilled
+student's entry does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
-
 from . import harness
 from .context import BenchContext
 from .harness import Column, Table
+from .methods import MAX_ABS, METHOD, PROMPTED, WALL_BATCH1, Method
 from .teacher_runs import teacher_bench
 
 
-@dataclass
-class FewStepMethod:
-    label: str
-    provider: str
-    sampler: str
-    scheduler: str = "normal"
-    cfg: float | None = None  # None: the teacher's cfg
-    model: Callable[[BenchContext, Any], Any] | None = None  # None: the teacher itself
-
-
 def _student(steps: int):
-    def model(ctx: BenchContext, tb):
+    """apply() of the distilled student: the engine's student MODEL (trained once per run)."""
+    def apply(_node, _model, ctx: BenchContext):
         from .distill_student import student
 
-        return student(ctx, tb, steps).model
+        return student(ctx, teacher_bench(ctx), steps).model
 
-    return model
+    return apply
 
 
-METHODS: list[FewStepMethod] = [
-    FewStepMethod("euler (core, the teacher's sampler)", "core", "euler"),
-    FewStepMethod("euler, cfg 1 (core)", "core", "euler", "sgm_uniform", cfg=1.0),
-    FewStepMethod("dpmpp_2m (core)", "core", "dpmpp_2m"),
-    FewStepMethod("uni_pc (core)", "core", "uni_pc"),
-    FewStepMethod("FewStep Distill student trained for 4 steps (cfg 1)", "fewstep", "euler", "sgm_uniform", cfg=1.0,
-                  model=_student(4)),
-]
+METHODS = (
+    Method("euler (core, the teacher's sampler)", "core", settings={"sampler": "euler"}),
+    Method("euler, cfg 1 (core)", "core", settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0}),
+    Method("dpmpp_2m (core)", "core", settings={"sampler": "dpmpp_2m"}),
+    Method("uni_pc (core)", "core", settings={"sampler": "uni_pc"}),
+    Method("FewStep Distill student trained for 4 steps (cfg 1)", "fewstep", "FewStepDistillTrainer", _student(4),
+           settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0}),
+)
 
 COLUMNS = [
-    Column("method", "method"),
+    METHOD,
     Column("steps", "steps", "{:d}"),
     Column("calls", "UNet calls / run", "{:.0f}"),
-    Column("wall", "wall, batch 1 (s)", "{:.3f}"),
+    WALL_BATCH1,
     Column("speedup", "speedup vs 30 steps", "{:.1f}x"),
     Column("psnr", "latent PSNR vs 30-step", harness.fmt_psnr),
-    Column("max_abs", "max abs diff", "{:.3g}"),
-    Column("prompted", "reads as prompted digit", harness.fmt_pct),
+    MAX_ABS,
+    PROMPTED,
     Column("agrees", "same digit as 30-step", harness.fmt_pct),
 ]
 
 
-@harness.row_family("fewstep", "Few-step sampling vs the teacher's 30 steps", order=20)
 def fewstep_rows(ctx: BenchContext) -> list[Table]:
     tb = teacher_bench(ctx)
     ref = tb.reference(ctx)
@@ -68,14 +56,14 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
 
     configs = []
     for m in METHODS:
-        model = m.model(ctx, tb) if m.model else tb.model
-        if model is None:  # a FewStep feature that does not exist yet: no row
-            continue
+        model = tb.model
+        if m.node is not None:
+            node = m.node_class(ctx)
+            if node is None:  # a FewStep feature that does not exist yet: no row
+                continue
+            model = m.apply(node, tb.model, ctx)
         for n in steps_list:
-            over = {"steps": n, "sampler": m.sampler, "scheduler": m.scheduler}
-            if m.cfg is not None:
-                over["cfg"] = m.cfg
-            configs.append((m, n, model, over))
+            configs.append((m, n, model, {"scheduler": "normal", **m.settings, "steps": n}))
 
     variants = {f"{m.label}@{n}": tb.timing_run(model, **over) for m, n, model, over in configs}
     ctx.log(f"  timing {len(variants)} variants x {ctx.repeats} repeats, each next to a 30-step run")

@@ -1,7 +1,8 @@
 """FewStep TeaCache in `make bench`: rows beside core EasyCache/LazyCache, and its overhead.
 
-- `caching` table (bench/rows_caching.py, same teacher, digits, seeds and columns): two
-  methods are appended to its METHODS, so they are measured exactly like the peers.
+- `caching` table (bench/rows_caching.py, same teacher, digits, seeds and columns): the two
+  methods in TEACACHE run there next to the peers (bench/run.py passes both lists), so
+  they are measured exactly like them.
   * "FewStep TeaCache": calibration off (the online estimate; nothing stored).
   * "FewStep TeaCache (calibrated)": calibration "calibrate on next run": the first
     sampling run of each config (the timing warm-up: one batch-1 run of digit 7) computes
@@ -22,8 +23,8 @@ import tempfile
 from . import harness
 from .context import BenchContext
 from .harness import Column, Table
+from .methods import LAYOUT_NAMES, MODEL, SIZE, Method
 from .models import random_conditioning
-from .rows_caching import METHODS, CacheMethod
 
 THRESHOLDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 _calibration_root = None
@@ -49,22 +50,21 @@ def _calibrated(node, model, t):
     return apply_teacache(model, Settings(t), "auto", "calibrate on next run", store_root=_calibration_root)
 
 
-METHODS += [
-    CacheMethod("FewStep TeaCache", "fewstep", "FewStepTeaCache", _online, THRESHOLDS),
-    CacheMethod("FewStep TeaCache (calibrated)", "fewstep", "FewStepTeaCache", _calibrated, THRESHOLDS),
-]
+TEACACHE = (
+    Method("FewStep TeaCache", "fewstep", "FewStepTeaCache", _online, THRESHOLDS),
+    Method("FewStep TeaCache (calibrated)", "fewstep", "FewStepTeaCache", _calibrated, THRESHOLDS),
+)
 
 # ---- overhead when nothing is skipped ----------------------------------------------------
 
 COLUMNS = [
-    Column("model", "model"),
-    Column("size", "size", "{0}x{0}"),
+    MODEL,
+    SIZE,
     Column("step", "one step (s)", "{:.3f}"),
     Column("overhead_ms", "TeaCache work per step (ms)", "{:.2f}"),
     Column("overhead_pct", "share of a step", "{:.3%}"),
     Column("wall_ratio", "whole run, TeaCache / unpatched", "{:.3f}"),
 ]
-LAYOUT_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL", "tiny-sd15": "tiny SD1.5 (smoke)"}
 STEPS, CFG = 3, 5.0  # cfg > 1: cond and uncond in one call per step, as users run
 
 
@@ -103,7 +103,6 @@ def _time_teacache_only(model, px: int, cond, stats: list) -> float:
     return harness.measure(_run(model, px, cond, stats), repeats=1, warmup=0).median / STEPS
 
 
-@harness.row_family("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped", order=11)
 def overhead_rows(ctx: BenchContext) -> list[Table]:
     table = Table("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped (threshold 0)", COLUMNS)
     for layout, px, together in _cases(ctx):

@@ -11,16 +11,14 @@ call. The first call in the process is reported separately from the warm median.
 
 FewStepLoraLoader's first call also hashes the file (once per path, size and mtime),
 so its warm median is the cost a user pays on every later run. Each method is one entry
-in METHODS; `apply(ctx, model, lora_name)` returns the patched MODEL.
+in METHODS; its `apply(ctx, model, lora_name)` returns the patched MODEL.
 """
 
 from __future__ import annotations
 
 import re
 import statistics
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
 
 import torch
 
@@ -28,6 +26,7 @@ from . import harness
 from ..tools.tiny_models import cache_dir, save_atomic
 from .context import BenchContext
 from .harness import Column, Table
+from .methods import LAYOUT_NAMES, METHOD, MODEL, Method
 
 LORA_VERSION = "bench-lora-r64-v2"
 RANK = 64
@@ -102,21 +101,14 @@ def _fewstep_loader(ctx: BenchContext, model, lora_name: str):
     return FewStepLoraLoader.execute(model, lora_name, 1.0, 1.0).args[0]
 
 
-@dataclass
-class LoraMethod:
-    label: str
-    provider: str
-    apply: Callable[[BenchContext, Any, str], Any] | None  # None: feature not available, no row
-
-
-METHODS: list[LoraMethod] = [
-    LoraMethod("LoraLoaderModelOnly (core)", "core", _core_loader),
-    LoraMethod("FewStepLoraLoader (recognition, architecture check, preset)", "fewstep", _fewstep_loader),
-]
+METHODS = (
+    Method("LoraLoaderModelOnly (core)", "core", apply=_core_loader),
+    Method("FewStepLoraLoader (recognition, architecture check, preset)", "fewstep", apply=_fewstep_loader),
+)
 
 COLUMNS = [
-    Column("method", "method"),
-    Column("model", "model"),
+    METHOD,
+    MODEL,
     Column("lora", "LoRA"),
     Column("first", "first call (s)", "{:.2f}"),
     Column("warm", "warm, median (s)", "{:.2f}"),
@@ -128,7 +120,7 @@ COLUMNS = [
 MIN_REPEATS = 9  # ~3 s a call: cheap, and a 5% question needs more than 3 samples
 
 
-def _apply_once(method: LoraMethod, ctx: BenchContext, model, lora_name: str) -> tuple[dict, int]:
+def _apply_once(method: Method, ctx: BenchContext, model, lora_name: str) -> tuple[dict, int]:
     """Laps {"node", "patch"} of one call from unpatched weights, and how many weights it patched."""
     import comfy.model_management as mm
 
@@ -141,7 +133,6 @@ def _apply_once(method: LoraMethod, ctx: BenchContext, model, lora_name: str) ->
     return sw.laps, len(patched.backup)
 
 
-@harness.row_family("lora", "Applying a rank-64 LoRA to full-size SD1.5", order=30)
 def lora_rows(ctx: BenchContext) -> list[Table]:
     """Each method's first call in order, then warm calls interleaved method by method
     (order rotated each repeat), so every ratio compares calls made moments apart."""
@@ -169,7 +160,7 @@ def lora_rows(ctx: BenchContext) -> list[Table]:
     core = total[methods[0].label]
     for m in methods:
         runs = laps[m.label]
-        table.add(m.provider, method=m.label, model={"sd15": "SD1.5", "tiny-sd15": "tiny SD1.5 (smoke)"}[layout],
+        table.add(m.provider, method=m.label, model=LAYOUT_NAMES[layout],
                   lora=f"rank {RANK}, {modules} modules, {params / 1e6:.1f}M params",
                   first=sum(first[m.label][0].values()), warm=statistics.median(total[m.label]),
                   node=statistics.median([lap["node"] for lap in runs]), patch=statistics.median([lap["patch"] for lap in runs]),

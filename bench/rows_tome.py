@@ -7,14 +7,13 @@ so every call is preceded by torch.manual_seed(0) to make the difference reprodu
 
 Adding a method (FewStep's token merging when it lands) is one entry in METHODS:
 
-    TomeMethod("FewStep ToDo", "fewstep", "FewStepToDo",
-               lambda node, model, r: node.execute(model, ratio=r).args[0], ratios=(0.5,)),
+    Method("FewStep ToDo", "fewstep", "FewStepToDo",
+           lambda node, model, r: node.execute(model, ratio=r).args[0], values=(0.5,)),
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Callable
 
 import torch
 
@@ -22,6 +21,7 @@ from . import harness
 from ..fewstep.metrics import difference
 from .context import BenchContext
 from .harness import Column, Table
+from .methods import LAYOUT_NAMES, MAX_ABS, METHOD, MODEL, SIZE, Method
 from .models import random_conditioning
 
 
@@ -31,22 +31,10 @@ def _core_tome():
     return TomePatchModel
 
 
-@dataclass
-class TomeMethod:
-    label: str
-    provider: str
-    node: str | Callable[[], Any]
-    apply: Callable[[Any, Any, float], Any]
-    ratios: Sequence[float]
-
-    def node_class(self, ctx: BenchContext):
-        return ctx.pack_node(self.node) if isinstance(self.node, str) else self.node()
-
-
-METHODS: list[TomeMethod] = [
-    TomeMethod("TomePatchModel (core)", "core", _core_tome,
-               lambda node, model, r: node.execute(model, ratio=r).args[0], ratios=(0.3, 0.5)),
-]
+METHODS = (
+    Method("TomePatchModel (core)", "core", _core_tome,
+           lambda node, model, r: node.execute(model, ratio=r).args[0], values=(0.3, 0.5)),
+)
 
 
 def cases(ctx: BenchContext) -> list[tuple[str, int]]:
@@ -62,17 +50,15 @@ def cases(ctx: BenchContext) -> list[tuple[str, int]]:
 SHARED_WARMUP_PX = 1024
 
 COLUMNS = [
-    Column("model", "model"),
-    Column("size", "size", "{0}x{0}"),
-    Column("method", "method"),
+    MODEL,
+    SIZE,
+    METHOD,
     Column("ratio", "ratio", "{:g}"),
     Column("wall", "one forward (s)", "{:.2f}"),
     Column("speedup", "speedup", "{:.2f}x"),
     Column("psnr", "UNet output PSNR vs unpatched", harness.fmt_psnr),
-    Column("max_abs", "max abs diff", "{:.3g}"),
+    MAX_ABS,
 ]
-
-LAYOUT_NAMES = {"sd15": "SD1.5", "sdxl": "SDXL", "tiny-sd15": "tiny SD1.5 (smoke)"}
 
 
 class OutputCapture:
@@ -107,7 +93,6 @@ def one_forward(model, px: int, cond) -> Callable[[], torch.Tensor]:
     return run
 
 
-@harness.row_family("tome", "Token merging on full-size random UNets", order=40)
 def tome_rows(ctx: BenchContext) -> list[Table]:
     table = Table("tome", "Token merging on random-weight full-size UNets", COLUMNS)
     curves: dict[str, tuple[list, list]] = {}
@@ -120,7 +105,7 @@ def tome_rows(ctx: BenchContext) -> list[Table]:
             node = m.node_class(ctx)
             if node is None:
                 continue
-            for r in m.ratios:
+            for r in m.values:
                 key = f"{m.label}@{r}"
                 variants[key] = one_forward(m.apply(node, model, r), px, cond)
                 labels[key] = (m, r)

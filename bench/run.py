@@ -1,10 +1,12 @@
 """`make bench`: FewStep's features measured side by side with ComfyUI's own nodes.
 
     .venv/bin/python -P -m comfyui_fewstep.bench.run [--preset default|full] [--device cpu|cuda]
-        [--repeats 3] [--only caching,fewstep,lora,tome] [--out bench/results] [--attention sdpa|subquad]
+        [--repeats 3] [--rows caching,fewstep,lora,tome] [--out bench/results] [--attention sdpa|subquad]
         [--threads N]
 
 Writes <out>/<date>.md and <out>/latest.md (the same table) plus <date>-<family>.png plots.
+Row families are registered here, in FAMILIES; a family that does not run keeps its
+tables from <out>/latest.md, marked with the date they were measured.
 ComfyUI is imported in this process with PyTorch SDPA attention (`--use-pytorch-cross-attention`)
 unless --attention subquad; the report states what was actually active.
 """
@@ -12,7 +14,6 @@ unless --attention subquad; the report states what was actually active.
 from __future__ import annotations
 
 import argparse
-import importlib
 import logging
 import os
 import platform
@@ -20,22 +21,36 @@ import shlex
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
-from . import harness, readme_section
+from . import harness, readme_section, rows_caching, rows_distill, rows_fewstep, rows_fewstep_cache, rows_lora, rows_tome
 from .context import BenchContext
+from .report_sections import family_sections, kept
 
-ROW_MODULES = ("rows_caching", "rows_fewstep_cache", "rows_fewstep", "rows_distill", "rows_lora", "rows_tome")
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # as given to --rows / ROWS=
+    title: str
+    run: Callable[[BenchContext], list[harness.Table]]
+
+
+# Every row family, in report order.
+FAMILIES = (
+    Family("caching", "Step caching on the trained teacher",
+           lambda ctx: rows_caching.caching_rows(ctx, rows_caching.PEERS + rows_fewstep_cache.TEACACHE)),
+    Family("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped", rows_fewstep_cache.overhead_rows),
+    Family("fewstep", "Few-step sampling vs the teacher's 30 steps", rows_fewstep.fewstep_rows),
+    Family("distill", "FewStep Distill: training cost and memory", rows_distill.distill_rows),
+    Family("lora", "Applying a rank-64 LoRA to full-size SD1.5", rows_lora.lora_rows),
+    Family("tome", "Token merging on full-size random UNets", rows_tome.tome_rows),
+)
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 ATTENTION_NAMES = {"attention_pytorch": "PyTorch SDPA", "attention_sub_quad": "sub-quadratic",
                    "attention_split": "split", "attention_xformers": "xformers", "attention_basic": "basic",
                    "attention_sage": "SageAttention", "attention_flash": "flash-attn"}
-
-
-def load_families() -> dict[str, harness.Family]:
-    for name in ROW_MODULES:
-        importlib.import_module(f"{__package__}.{name}")
-    return dict(sorted(harness.FAMILIES.items(), key=lambda kv: kv[1].order))
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,7 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "smoke: tiny sizes in seconds, to test the harness (numbers meaningless)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (median reported)")
-    p.add_argument("--only", default="", help="comma-separated row families (default: all)")
+    p.add_argument("--rows", default="", help="comma-separated row families (default: all): "
+                   + ", ".join(f.name for f in FAMILIES))
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
     p.add_argument("--attention", choices=("sdpa", "subquad"), default="sdpa",
                    help="sdpa = --use-pytorch-cross-attention (default); subquad = ComfyUI's CPU default")
@@ -103,9 +119,11 @@ def environment(date: str) -> harness.Environment:
 
 
 def command_line(args: argparse.Namespace, argv) -> str:
-    if not argv or list(argv) in (["--preset", "default"], ["--preset", "full"]):
-        preset = args.preset
-        return "make bench" + (" BENCH=full" if preset == "full" else "")
+    """`make bench ...` when the Makefile makes exactly this call, else the module call."""
+    rows = ["--rows", args.rows] if args.rows else []
+    if args.preset != "smoke" and list(argv) in (rows, ["--preset", args.preset] + rows):
+        return ("make bench" + (" BENCH=full" if args.preset == "full" else "")
+                + (f" ROWS={args.rows}" if args.rows else ""))
     return ".venv/bin/python -P -m comfyui_fewstep.bench.run " + " ".join(shlex.quote(a) for a in argv)
 
 
@@ -114,12 +132,12 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     t_start = time.perf_counter()
     load = harness.LoadMonitor()
-    families = load_families()
-    wanted = [f.strip() for f in args.only.split(",") if f.strip()] or list(families)
+    families = {f.name: f for f in FAMILIES}
+    wanted = [f.strip() for f in args.rows.split(",") if f.strip()] or list(families)
     unknown = sorted(set(wanted) - set(families))
     if unknown:
-        raise SystemExit(f"--only: unknown row famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
-                         f"choose from {sorted(families)}")
+        raise SystemExit(f"--rows: unknown row famil{'y' if len(unknown) == 1 else 'ies'} {unknown}; "
+                         f"choose from {list(families)}")
     logging.basicConfig(level=logging.WARNING)
     setup_comfy(args.device, args.attention)
     import torch
@@ -131,31 +149,38 @@ def main(argv=None) -> int:
     env = environment(ctx.date)
     ctx.log(f"FewStep bench: preset {args.preset}, {args.repeats} repeats, {env.attention}, {env.device}")
 
-    tables: list[harness.Table] = []
+    latest = ctx.out_dir / "latest.md"
+    previous = family_sections(latest.read_text()) if latest.is_file() else {}
+    sections: list[harness.Table | str] = []
     failures, family_times = [], []
-    for name in [n for n in families if n in wanted]:
-        fam = families[name]
+    for name, fam in families.items():
+        if name not in wanted:
+            if name in previous:
+                date, text = previous[name]
+                sections.append(kept(text, date))
+            continue
         ctx.log(f"[{name}] {fam.title}")
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():  # as ComfyUI's executor runs every node
-                tables += fam.run(ctx)
+                sections += fam.run(ctx)
         except Exception as e:  # report it, keep the other families' results
             traceback.print_exc()
             failures.append(name)
-            tables.append(harness.Table(name, fam.title, [], notes=[f"**Failed**: `{type(e).__name__}: {e}`"]))
+            sections.append(harness.Table(name, fam.title, [], notes=[f"**Failed**: `{type(e).__name__}: {e}`"]))
         family_times.append(f"{name} {(time.perf_counter() - t0) / 60:.1f} min")
         ctx.log(f"[{name}] {time.perf_counter() - t0:.0f} s")
     ctx.free_models()
 
     total = time.perf_counter() - t_start
     env.extra["time per row family"] = ", ".join(family_times)
-    md = harness.render_markdown(env, tables, command_line(args, argv), total_s=total, load=load.report(),
+    md = harness.render_markdown(env, sections, command_line(args, argv), total_s=total, load=load.report(),
                                  repeats=args.repeats)
     dated, latest = harness.write_report(ctx.out_dir, md, ctx.date)
     ctx.log(f"wrote {dated} and {latest} ({total / 60:.1f} min)")
-    if ctx.out_dir == DEFAULT_OUT.resolve() and not failures and set(wanted) == set(families):
-        readme_section.sync()  # only a complete run in the committed folder speaks for the README
+    complete = all(name in wanted or name in previous for name in families)
+    if ctx.out_dir == DEFAULT_OUT.resolve() and args.preset != "smoke" and not failures and complete:
+        readme_section.sync()  # every family's latest real results, each with its date
         ctx.log("README.md benchmark section synced")
     return 1 if failures else 0
 

@@ -76,6 +76,11 @@ class FewStepTeaCache(io.ComfyNode):
             ],
             outputs=[io.Model.Output(tooltip="A clone of the model with TeaCache; the input model is unchanged.")],
             hidden=[io.Hidden.unique_id],
+            # The output carries this node's id (the stats name it). ComfyUI 0.3.75 keys a node's
+            # cached output by its id only for V1 hidden UNIQUE_ID inputs, not V3's, so without
+            # this a TeaCache node elsewhere in the graph (e.g. moved into a subgraph) with the
+            # same inputs would reuse this output and report its runs under this node's id.
+            not_idempotent=True,
         )
 
     @classmethod

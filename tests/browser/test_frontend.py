@@ -2,48 +2,7 @@
 
 import json
 
-import pytest
-
 from comfyui_fewstep.tools.graphs import txt2img
-
-PACK_URL_PART = "/extensions/comfyui-fewstep/"
-
-
-def _settle_user_settings(client):
-    """A fresh user directory opens the Templates dialog; a real user dismisses it once."""
-    for key in ("Comfy.TutorialCompleted",):
-        client._request(f"/settings/{key}", True)
-    client._request("/settings/Comfy.Workflow.ShowMissingModelsWarning", False)
-
-
-@pytest.fixture(scope="module")
-def page(server, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    _settle_user_settings(server.client())
-
-    from comfyui_fewstep.tools.browser import launch
-
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        context = browser.new_context(viewport={"width": 1400, "height": 900})
-        pg = context.new_page()
-        pg.fewstep_errors = []  # console errors and page errors raised by the pack's own files
-
-        def on_console(msg):
-            where = msg.location.get("url", "") if msg.location else ""
-            if msg.type == "error" and (PACK_URL_PART in where or PACK_URL_PART in msg.text):
-                pg.fewstep_errors.append(f"{where}: {msg.text}")
-
-        pg.on("console", on_console)
-        pg.on("pageerror", lambda exc: PACK_URL_PART in (exc.stack or "") and pg.fewstep_errors.append(str(exc)))
-        pg.goto(server.url, wait_until="domcontentloaded")
-        pg.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=90_000)
-        pg.wait_for_function("() => app.extensions && app.extensions.length > 0", timeout=60_000)
-        pg.evaluate("() => app.graph.clear()")
-        yield pg
-        pg.screenshot(path=str(artifacts / "browser-final.png"))
-        browser.close()
 
 
 def test_fewstep_nodes_are_registered_and_extension_loads_cleanly(page, pack_nodes):

@@ -10,41 +10,17 @@ import pytest
 from comfyui_fewstep.tools.graphs import Graph
 from comfyui_fewstep.tools.synth_loras import fewstep_metadata, tiny_sd15_lora, write_lora
 
-PACK_URL_PART = "/extensions/comfyui-fewstep/"
 TAGGED = "browser_tagged.safetensors"  # generic name: recognised by its FewStep metadata
 PLAIN = "browser_plain.safetensors"  # no metadata, no known hash or name: unknown
 
 
 @pytest.fixture(scope="module")
-def page(server, artifacts):
-    from playwright.sync_api import sync_playwright
-
-    from comfyui_fewstep.tools.browser import launch
-
+def page_options(server):
+    """The LoRAs exist before the page loads: the frontend reads the LoRA list once."""
     folder = server.base / "models" / "loras"
     write_lora(folder / TAGGED, tiny_sd15_lora(seed=21), fewstep_metadata("tcd-lora", steps=6))
     write_lora(folder / PLAIN, tiny_sd15_lora(seed=22))
-    client = server.client()
-    client._request("/settings/Comfy.TutorialCompleted", True)
-    client._request("/settings/Comfy.Workflow.ShowMissingModelsWarning", False)
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        pg = browser.new_context(viewport={"width": 1600, "height": 1000}).new_page()
-        pg.fewstep_errors = []
-
-        def on_console(msg):
-            where = msg.location.get("url", "") if msg.location else ""
-            if msg.type == "error" and (PACK_URL_PART in where or PACK_URL_PART in msg.text):
-                pg.fewstep_errors.append(f"{where}: {msg.text}")
-
-        pg.on("console", on_console)
-        pg.on("pageerror", lambda exc: PACK_URL_PART in (exc.stack or "") and pg.fewstep_errors.append(str(exc)))
-        pg.goto(server.url, wait_until="domcontentloaded")
-        pg.wait_for_function("() => window.app && app.graph && app.extensions?.some(e => e.name === 'FewStep.PresetBadge')",
-                             timeout=90_000)
-        yield pg
-        pg.screenshot(path=str(artifacts / "browser-preset-badge-final.png"))
-        browser.close()
+    return {"viewport": {"width": 1600, "height": 1000}}
 
 
 def graph():

@@ -1,11 +1,13 @@
-"""Fixtures for the trained digits teacher (tools/teacher.py).
-
-The first session on a fresh machine trains it (~10 minutes on 2 idle cores, much longer
-on a busy machine); later sessions load the cached file.
+"""Fixtures of the in-process ComfyUI tier: the tiny models of every family
+(tools/tiny_families.py), the tiny SD1.5's conditioning, and the trained digits teacher
+(tools/teacher.py). The first session on a fresh machine trains the teacher (~10 minutes
+on 2 idle cores, much longer on a busy machine); later sessions load the cached file.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,10 @@ from comfyui_fewstep.tools import comfy_runtime as rt
 
 # Test modules of this tier import the pack's hook modules, which import ComfyUI at the
 # top: ComfyUI must be imported here first, with its CPU flag set when there is no GPU.
-rt.import_comfy_for_library_use()
+try:
+    rt.import_comfy_for_library_use()
+except rt.ComfyUINotFound as missing:
+    pytest.exit(str(missing), returncode=2)
 
 # Whichever test first asks for the teacher pays for training it: give those tests room
 # beyond the suite's default timeout (pyproject.toml) instead of failing a cold cache.
@@ -58,3 +63,37 @@ def lora_dirs(tmp_path_factory, comfy):
     yield SimpleNamespace(loras=loras, user=user)
     paths.remove(str(loras))
     folder_paths.set_user_directory(old_user)
+
+
+@pytest.fixture(scope="module")
+def tiny(comfy):
+    """tiny(name, seed=0) -> tools.tiny_families.TinyFamily, built once per test module (tests
+    only ever patch clones). While a module uses it, torch runs on one thread and ComfyUI's
+    progress bars are off: on a busy 2-core machine two intra-op threads spin-wait on each
+    other, and a tiny SDXL forward took ~3.5 s instead of ~0.1 s with one thread."""
+    import torch
+    import comfy.utils
+
+    from comfyui_fewstep.tools import tiny_families as tf
+
+    @functools.lru_cache(maxsize=None)
+    def build(name: str, seed: int = 0):
+        return tf.build(name, seed=seed)
+
+    threads, bar = torch.get_num_threads(), comfy.utils.PROGRESS_BAR_ENABLED
+    torch.set_num_threads(1)
+    comfy.utils.PROGRESS_BAR_ENABLED = False
+    yield build
+    torch.set_num_threads(threads)
+    comfy.utils.PROGRESS_BAR_ENABLED = bar
+    build.cache_clear()
+    gc.collect()  # ModelPatcher.__del__ fails noisily if it first runs at interpreter shutdown
+
+
+@pytest.fixture(scope="module")
+def conds(tiny_sd15):
+    """(positive "seven", negative "") encoded by the tiny SD1.5's CLIP through CLIPTextEncode."""
+    import nodes
+
+    _, clip, _ = tiny_sd15
+    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]

@@ -25,14 +25,6 @@ def node(pack_nodes):
     return pack_nodes["FewStepLoraLoader"]
 
 
-@pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    clip = tiny_sd15[1]
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
 def put(dirs, name, tensors, metadata=None):
     return write_lora(dirs.loras / name, tensors, metadata)
 
@@ -52,7 +44,7 @@ def ksample(model, steps, cfg, sampler, scheduler, conds, seed=3):
     return nodes.common_ksampler(model, seed, steps, cfg, sampler, scheduler, *conds, latent)[0]["samples"]
 
 
-def test_schema_is_the_issue_contract_and_links_into_ksampler(node):
+def test_schema_is_the_published_contract_and_links_into_ksampler(node):
     import comfy.samplers
     from comfy_execution.validation import validate_node_input
 

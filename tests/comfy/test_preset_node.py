@@ -11,14 +11,6 @@ import torch
 
 
 @pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    _, clip, _ = tiny_sd15
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
-@pytest.fixture(scope="module")
 def node(pack_nodes):
     return pack_nodes["FewStepPreset"]
 
@@ -68,7 +60,7 @@ def ksample(o, conds, seed=5):
     return nodes.common_ksampler(o.model, seed, o.steps, o.cfg, o.sampler, o.scheduler, *conds, empty_latent())[0]["samples"]
 
 
-def test_outputs_are_what_the_issue_fixes_and_link_into_ksampler(node):
+def test_outputs_are_the_published_contract_and_link_into_ksampler(node):
     import comfy.samplers
 
     info = node.GET_NODE_INFO_V1()

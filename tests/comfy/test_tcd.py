@@ -11,14 +11,6 @@ from comfyui_fewstep.fewstep.sampling.tcd import ETA_OPTION
 
 
 @pytest.fixture(scope="module")
-def conds(tiny_sd15):
-    import nodes
-
-    _, clip, _ = tiny_sd15
-    return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
-
-
-@pytest.fixture(scope="module")
 def tcd(pack_nodes):
     # pack_nodes has loaded the pack the way ComfyUI does, which registered "tcd".
     from comfyui_fewstep.fewstep.sampling import hooks
@@ -101,6 +93,9 @@ def test_tcd_step_matches_the_tcd_scheduler_update_rule(comfy, tcd, gamma):
         noise_sampler=lambda s, sn: next(it).float(), eta=gamma,
     )
     ref = reference_tcd_vp(model, alphas_cumprod, timesteps, x_T, noises, gamma)
+    # Ours runs in float32, the reference in float64; the toy model is float32 CPU math on any
+    # machine. Float32 rounding over 4 steps on values up to ~21 gives ~5e-6 (measured 4.5e-6):
+    # the tolerance is 40x that.
     torch.testing.assert_close(ours.double(), ref, rtol=2e-4, atol=2e-4)
     if gamma > 0:  # the noise was actually used
         assert not torch.allclose(ours.double(), reference_tcd_vp(model, alphas_cumprod, timesteps, x_T, noises, 0.0), atol=1e-3)

@@ -4,36 +4,16 @@ batch > 1, per-run state (new sizes, interrupts), and coexistence with other pat
 
 from __future__ import annotations
 
-import functools
-import gc
-
 import pytest
 import torch
 
 from comfyui_fewstep.fewstep.caching.state import Settings
 from comfyui_fewstep.fewstep.caching.hooks import KEY, apply_teacache
-from comfyui_fewstep.tools import tiny_families as tf
+
+# Module-wide: one quiet thread, tiny models built once and released after the module.
+pytestmark = pytest.mark.usefixtures("tiny")
 
 SEED = 3
-
-
-@functools.lru_cache(maxsize=None)
-def tiny(name: str) -> tf.TinyFamily:
-    return tf.build(name, seed=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _quiet_single_thread(comfy):
-    import comfy.utils
-
-    threads, bar = torch.get_num_threads(), comfy.utils.PROGRESS_BAR_ENABLED
-    torch.set_num_threads(1)
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    yield
-    torch.set_num_threads(threads)
-    comfy.utils.PROGRESS_BAR_ENABLED = bar
-    tiny.cache_clear()
-    gc.collect()
 
 
 def teacache(model, threshold=0.4, family="auto", **settings):
@@ -52,13 +32,19 @@ def ksample(model, family, steps=12, sampler="euler", scheduler=None, latent=Non
 
 
 def rel_err(out, ref) -> float:
+    """Mean relative error of the final latent against the uncached run.
+
+    The quality bounds below are about 2x the values measured on this machine (float32 CPU,
+    stated at each). The error comes from reusing predictions on the skipped calls; float
+    rounding moves it by ~1e-3 relative even in fp16, far inside that margin, and the
+    margin also absorbs one skip decision flipping near the threshold on another device."""
     return ((out - ref).abs().mean() / ref.abs().mean()).item()
 
 
 @pytest.mark.parametrize("sampler, calls_per_step", [
     ("heun", 2), ("dpmpp_2s_ancestral", 2), ("euler_ancestral", 1), ("dpmpp_sde", 2), ("dpmpp_2m_sde", 1),
 ])
-def test_samplers_with_several_calls_per_step_and_noise(sampler, calls_per_step):
+def test_samplers_with_several_calls_per_step_and_noise(tiny, sampler, calls_per_step):
     family = tiny("sd15")
     model, stats = teacache(family.model, 0.4)
     out = ksample(model, family, sampler=sampler)
@@ -67,7 +53,7 @@ def test_samplers_with_several_calls_per_step_and_noise(sampler, calls_per_step)
     assert torch.isfinite(out).all()
     assert s["evaluations"] >= 12 * calls_per_step - 2
     assert s["skipped"] > 0
-    assert rel_err(out, ref) < 0.1
+    assert rel_err(out, ref) < 0.1  # measured 0.022 (dpmpp_2m_sde) to 0.046 (euler_ancestral)
 
 
 @pytest.mark.parametrize("sigmas", [
@@ -76,7 +62,7 @@ def test_samplers_with_several_calls_per_step_and_noise(sampler, calls_per_step)
     [8.0, 4.0, 4.0, 4.0, 2.0, 1.0, 0.3],  # ends above zero
 ])
 @pytest.mark.parametrize("sampler", ["euler", "heun", "dpmpp_2m"])
-def test_zero_and_repeated_sigmas(sigmas, sampler):
+def test_zero_and_repeated_sigmas(tiny, sigmas, sampler):
     """Some of these schedules make core samplers themselves produce NaN (k-diffusion
     divides by a zero sigma): TeaCache must never add a NaN or an error of its own."""
     import comfy.sample
@@ -99,7 +85,7 @@ def test_zero_and_repeated_sigmas(sigmas, sampler):
     assert torch.equal(torch.isfinite(out), torch.isfinite(ref))
 
 
-def test_batch_of_three():
+def test_batch_of_three(tiny):
     family = tiny("sd15")
     latent = torch.zeros(3, 4, 8, 8)
     model, stats = teacache(family.model, 0.4)
@@ -107,10 +93,10 @@ def test_batch_of_three():
     ref = ksample(family.model, family, latent=latent)
     assert out.shape == (3, 4, 8, 8) and stats[-1]["skipped"] > 0
     for i in range(3):  # every sample of the batch stays close, not just the mean
-        assert rel_err(out[i], ref[i]) < 0.05
+        assert rel_err(out[i], ref[i]) < 0.05  # measured 0.022-0.024
 
 
-def test_each_run_starts_fresh_after_size_batch_and_step_changes_and_errors():
+def test_each_run_starts_fresh_after_size_batch_and_step_changes_and_errors(tiny):
     family = tiny("sd15")
     model, stats = teacache(family.model, 0.4)
     first = ksample(model, family)
@@ -131,7 +117,7 @@ def test_each_run_starts_fresh_after_size_batch_and_step_changes_and_errors():
     assert KEY + "_run" not in model.model_options["transformer_options"]
 
 
-def test_the_input_model_is_untouched_and_other_wrappers_still_run():
+def test_the_input_model_is_untouched_and_other_wrappers_still_run(tiny):
     import comfy.patcher_extension as pe
 
     family = tiny("sd15")
@@ -150,7 +136,7 @@ def test_the_input_model_is_untouched_and_other_wrappers_still_run():
     assert len(outer) == len(inner) == s["calls"] - s["skipped"]
 
 
-def test_a_second_teacache_node_replaces_the_first():
+def test_a_second_teacache_node_replaces_the_first(tiny):
     import comfy.patcher_extension as pe
 
     family = tiny("sd15")
@@ -162,7 +148,7 @@ def test_a_second_teacache_node_replaces_the_first():
     assert stats[-1]["skipped"] == 0
 
 
-def test_an_existing_first_block_patch_is_chained_not_replaced():
+def test_an_existing_first_block_patch_is_chained_not_replaced(tiny):
     family = tiny("flux")
     calls = []
 
@@ -179,7 +165,7 @@ def test_an_existing_first_block_patch_is_chained_not_replaced():
     assert s["skipped"] > 0 and len(calls) == s["calls"] - s["skipped"]
 
 
-def test_a_first_block_patch_set_after_teacache_is_reported_not_crashed():
+def test_a_first_block_patch_set_after_teacache_is_reported_not_crashed(tiny):
     family = tiny("flux")
     model, stats = teacache(family.model, 0.8)
     model.set_model_patch_replace(lambda args, extra: extra["original_block"](args), "dit", "double_block", 0)
@@ -188,14 +174,14 @@ def test_a_first_block_patch_set_after_teacache_is_reported_not_crashed():
     assert stats[-1]["skipped"] == 0 and any("not reached" in n for n in stats[-1]["notes"])
 
 
-def test_cpu_cache_device_gives_the_same_result():
+def test_cpu_cache_device_gives_the_same_result(tiny):
     family = tiny("sd15")
     auto, _ = teacache(family.model, 0.4)
     cpu, stats = teacache(family.model, 0.4, cache_device="cpu")
     assert torch.equal(ksample(auto, family), ksample(cpu, family)) and stats[-1]["skipped"] > 0
 
 
-def test_max_consecutive_skips_and_window_through_the_sampler():
+def test_max_consecutive_skips_and_window_through_the_sampler(tiny):
     family = tiny("sd15")
     model, stats = teacache(family.model, 100.0, max_consecutive_skips=1, start_percent=0.2, end_percent=0.8)
     ksample(model, family, steps=20)
@@ -207,7 +193,7 @@ def test_max_consecutive_skips_and_window_through_the_sampler():
     assert all(lo < t[0] <= hi for t in trace if t[4])
 
 
-def test_context_windows_compute_every_call_and_say_why():
+def test_context_windows_compute_every_call_and_say_why(tiny):
     """ComfyUI's context windows run several latent windows per step under one cond:
     a cache per cond cannot tell them apart, so TeaCache steps aside for such runs."""
     import comfy.context_windows
@@ -222,7 +208,7 @@ def test_context_windows_compute_every_call_and_say_why():
     assert stats[-1]["skipped"] == 0 and any("context windows" in n for n in stats[-1]["notes"])
 
 
-def test_a_run_that_cannot_be_prepared_samples_without_teacache(caplog):
+def test_a_run_that_cannot_be_prepared_samples_without_teacache(tiny, caplog):
     """Bookkeeping failures never stop sampling: here the schedule is garbage for TeaCache."""
     import dataclasses
     import logging
@@ -238,7 +224,7 @@ def test_a_run_that_cannot_be_prepared_samples_without_teacache(caplog):
 
 
 @pytest.mark.parametrize("sampling", ["v_prediction", "x0"])
-def test_other_parameterisations_and_object_patches_coexist(sampling):
+def test_other_parameterisations_and_object_patches_coexist(tiny, sampling):
     """An object patch of model_sampling (core ModelSamplingDiscrete, what LCM/x0 presets
     use) before TeaCache: the generic cache holds the raw output in the model's own
     parameterisation. Measured at 0.2 (12 steps): v 5 skipped, 0.035 relative error;
@@ -250,4 +236,4 @@ def test_other_parameterisations_and_object_patches_coexist(sampling):
     model, stats = teacache(patched, 0.2)
     out, ref = ksample(model, family), ksample(patched, family)
     assert torch.isfinite(out).all() and stats[-1]["skipped"] > 0
-    assert rel_err(out, ref) < 0.15
+    assert rel_err(out, ref) < 0.15  # 1.5x the measured 0.098 (x0): 2x would pass core EasyCache's v error

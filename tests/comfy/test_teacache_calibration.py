@@ -3,8 +3,6 @@ polynomial, later runs that use it, and logged fallbacks for unusable files."""
 
 from __future__ import annotations
 
-import functools
-import gc
 import json
 import logging
 
@@ -16,26 +14,10 @@ from comfyui_fewstep.fewstep.caching.state import Settings
 from comfyui_fewstep.fewstep.caching.hooks import apply_teacache, fingerprint
 from comfyui_fewstep.tools import tiny_families as tf
 
+# Module-wide: one quiet thread, tiny models built once and released after the module.
+pytestmark = pytest.mark.usefixtures("tiny")
+
 STEPS = 12
-
-
-@functools.lru_cache(maxsize=None)
-def tiny(name: str, seed: int = 0) -> tf.TinyFamily:
-    return tf.build(name, seed=seed)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _quiet_single_thread(comfy):
-    import comfy.utils
-
-    threads, bar = torch.get_num_threads(), comfy.utils.PROGRESS_BAR_ENABLED
-    torch.set_num_threads(1)
-    comfy.utils.PROGRESS_BAR_ENABLED = False
-    yield
-    torch.set_num_threads(threads)
-    comfy.utils.PROGRESS_BAR_ENABLED = bar
-    tiny.cache_clear()
-    gc.collect()
 
 
 def sample(model, family):
@@ -51,7 +33,7 @@ def with_teacache(model, root, calibration, threshold=0.3, family="auto"):
                           reporter=stats.append), stats
 
 
-def test_fingerprint_identifies_the_weights_not_the_object_or_its_load_state(comfy):
+def test_fingerprint_identifies_the_weights_not_the_object_or_its_load_state(tiny, comfy):
     import comfy.model_management as mm
 
     a, b, other = tiny("sd15").model, tf.build("sd15", seed=0).model, tiny("sd15", seed=1).model
@@ -74,7 +56,7 @@ def test_fingerprint_identifies_the_weights_not_the_object_or_its_load_state(com
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_one_full_run_calibrates_and_later_runs_use_it(tmp_path, name):
+def test_one_full_run_calibrates_and_later_runs_use_it(tiny, tmp_path, name):
     """After calibration the threshold means the same on every family (estimated relative
     output change): at 0.6 each tiny model skipped 5-18 calls at 0.04-0.13 relative error
     (measured), where the published polynomials needed thresholds from 0.1 to 3000."""
@@ -95,10 +77,11 @@ def test_one_full_run_calibrates_and_later_runs_use_it(tmp_path, name):
     out = sample(fresh, family)
     s = fresh_stats[-1]
     assert s["rescale"] == f"stored fit ({STEPS} steps)" and s["skipped"] > 0
+    # 1.5x the worst measured (0.13); rounding on fp16 / GPU moves it by ~1e-3.
     assert ((out - reference).abs().mean() / reference.abs().mean()).item() < 0.2
 
 
-def test_other_weights_find_no_calibration_and_off_never_reads(tmp_path):
+def test_other_weights_find_no_calibration_and_off_never_reads(tiny, tmp_path):
     family = tiny("sd15")
     model, _ = with_teacache(family.model, tmp_path, "calibrate on next run")
     sample(model, family)
@@ -112,7 +95,7 @@ def test_other_weights_find_no_calibration_and_off_never_reads(tmp_path):
 
 
 @pytest.mark.parametrize("content", ["{ truncated", json.dumps({"format": cal.FORMAT, "version": 1, "fingerprint": "0" * 64, "fits": {}})])
-def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tmp_path, caplog, content):
+def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tiny, tmp_path, caplog, content):
     family = tiny("sd15")
     cal.path_for(tmp_path, fingerprint(family.model)).write_text(content)
     model, stats = with_teacache(family.model, tmp_path, "use stored")
@@ -124,7 +107,7 @@ def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tmp_path, caplog
     assert any("ignoring calibration" in r.getMessage() for r in caplog.records)
 
 
-def test_an_interrupted_calibration_run_stores_nothing(tmp_path):
+def test_an_interrupted_calibration_run_stores_nothing(tiny, tmp_path):
     import comfy.sample
 
     family = tiny("sd15")

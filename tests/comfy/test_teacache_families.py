@@ -14,8 +14,6 @@ and only a threshold of that order skips on it.
 
 from __future__ import annotations
 
-import functools
-import gc
 import math
 
 import numpy as np
@@ -26,6 +24,9 @@ from comfyui_fewstep.fewstep.caching import profiles as ti
 from comfyui_fewstep.fewstep.caching.state import Settings
 from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
 from comfyui_fewstep.tools import tiny_families as tf
+
+# Module-wide: one quiet thread, tiny models built once and released after the module.
+pytestmark = pytest.mark.usefixtures("tiny")
 
 STEPS, CFG, SEED = 12, 3.0, 7
 
@@ -62,25 +63,6 @@ CONSUMER = {
 }
 
 
-@functools.lru_cache(maxsize=None)
-def tiny(name: str) -> tf.TinyFamily:
-    return tf.build(name, seed=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_release_models(comfy):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    import comfy.utils
-
-    bar, comfy.utils.PROGRESS_BAR_ENABLED = comfy.utils.PROGRESS_BAR_ENABLED, False
-    yield
-    comfy.utils.PROGRESS_BAR_ENABLED = bar
-    torch.set_num_threads(threads)
-    tiny.cache_clear()
-    gc.collect()
-
-
 def sample(family: tf.TinyFamily, model, cfg: float = CFG) -> torch.Tensor:
     import nodes
 
@@ -100,7 +82,7 @@ def rel_err(out, ref) -> float:
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_threshold_zero_is_bit_identical(name):
+def test_threshold_zero_is_bit_identical(tiny, name):
     family = tiny(name)
     model, stats = cached(family, 0.0)
     assert torch.equal(sample(family, model), sample(family, family.model))
@@ -108,7 +90,7 @@ def test_threshold_zero_is_bit_identical(name):
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_skips_calls_within_the_stated_error(name):
+def test_skips_calls_within_the_stated_error(tiny, name):
     family = tiny(name)
     model_family, threshold, bound = CASES[name]
     model, stats = cached(family, threshold, model_family)
@@ -125,7 +107,7 @@ def test_skips_calls_within_the_stated_error(name):
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_indicator_is_read_where_teacache_reads_it(name):
+def test_indicator_is_read_where_teacache_reads_it(tiny, name):
     """cfg 1 (one cond, one call per step), threshold 0 (every call computed): the
     per-step indicator change and estimate FewStep logged must equal the relative L1
     change of the tensor ComfyUI's block code consumed, through the published polynomial."""
@@ -154,7 +136,7 @@ def test_indicator_is_read_where_teacache_reads_it(name):
 
 
 @pytest.mark.parametrize("name", ["flux", "ltxv", "hunyuan_video"])
-def test_first_block_families_skip_no_transformer_block(name):
+def test_first_block_families_skip_no_transformer_block(tiny, name):
     """A skipped call must not run a single transformer block (only the cheap embeddings)."""
     family = tiny(name)
     dm = tf.diffusion_model(family)
@@ -173,7 +155,7 @@ def test_first_block_families_skip_no_transformer_block(name):
     assert len(runs) == len(blocks) * (s["calls"] - s["skipped"])
 
 
-def test_wan_retention_mode_reads_e0_from_the_first_block():
+def test_wan_retention_mode_reads_e0_from_the_first_block(tiny):
     family = tiny("wan21")
     seen = []
     block = tf.diffusion_model(family).blocks[0]
@@ -192,7 +174,7 @@ def test_wan_retention_mode_reads_e0_from_the_first_block():
     assert stats[-1]["skipped"] > 0
 
 
-def test_explicit_family_must_match_the_model():
+def test_explicit_family_must_match_the_model(tiny):
     with pytest.raises(ti.FamilyError, match="needs a Flux diffusion model"):
         cached(tiny("sd15"), 0.2, "flux")
     model, _ = cached(tiny("flux"), 0.2, "flux-kontext")  # same architecture, other coefficients: fine

@@ -8,13 +8,13 @@ by WrappersMP.DIFFUSION_MODEL).
 
 from __future__ import annotations
 
-import functools
-import gc
-
 import pytest
 import torch
 
 from comfyui_fewstep.tools import tiny_families as tf
+
+# Module-wide: one quiet thread, tiny models built once and released after the module.
+pytestmark = pytest.mark.usefixtures("tiny")
 
 STEPS = 3
 CFG = 3.0
@@ -27,25 +27,6 @@ EXPECTED_CLASSES = {  # family -> (comfy.supported_models class, comfy.model_bas
     "wan21": ("WAN21_T2V", "WAN21"), "hunyuan_video": ("HunyuanVideo", "HunyuanVideo"),
     "ltxv": ("LTXV", "LTXV"), "lumina2": ("Lumina2", "Lumina2"),
 }
-
-
-@functools.lru_cache(maxsize=None)
-def tiny(name: str) -> tf.TinyFamily:
-    """One build per family for the whole module (tests only ever patch clones)."""
-    return tf.build(name, seed=0)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread_and_release_models():
-    # Tiny ops on a busy 2-core machine: two intra-op threads spin-wait on each other
-    # and a forward took ~3.5 s instead of ~0.1 s with one thread (tiny SDXL, measured).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    # ModelPatcher.__del__ fails noisily if it first runs at interpreter shutdown.
-    tiny.cache_clear()
-    gc.collect()
 
 
 def sample(family: tf.TinyFamily, model=None, positive=None, steps: int = STEPS) -> torch.Tensor:
@@ -78,7 +59,7 @@ def test_tables_cover_every_family():
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_built_like_comfyuis_loaders_and_fully_initialised(comfy, name):
+def test_built_like_comfyuis_loaders_and_fully_initialised(tiny, comfy, name):
     import comfy.model_base
     import comfy.model_management as mm
     import comfy.model_patcher
@@ -116,7 +97,7 @@ def test_built_like_comfyuis_loaders_and_fully_initialised(comfy, name):
     assert torch.equal(fam.positive[0][0], again.positive[0][0])
 
 
-def test_another_seed_gives_other_weights_and_prompts(comfy):
+def test_another_seed_gives_other_weights_and_prompts(tiny, comfy):
     a, b = tiny("wan21"), tf.build("wan21", seed=1)
     assert not torch.equal(a.positive[0][0], b.positive[0][0])
     for (key, p), q in zip(a.model.model.named_parameters(), b.model.model.parameters()):
@@ -125,7 +106,7 @@ def test_another_seed_gives_other_weights_and_prompts(comfy):
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_samples_deterministically_follow_the_prompt_and_reach_the_wrappers(comfy, name):
+def test_samples_deterministically_follow_the_prompt_and_reach_the_wrappers(tiny, comfy, name):
     import comfy.patcher_extension as pe
 
     fam = tiny(name)
@@ -153,7 +134,7 @@ def test_samples_deterministically_follow_the_prompt_and_reach_the_wrappers(comf
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_dit_double_block_replace_patch(comfy, name):
+def test_dit_double_block_replace_patch(tiny, comfy, name):
     """The per-block hook that reaches SD3 (and most DiTs): a pass-through replacement
     of block 0 is called, and changes nothing."""
     fam = tiny(name)
@@ -173,7 +154,7 @@ def test_dit_double_block_replace_patch(comfy, name):
 
 
 @pytest.mark.parametrize("name", tf.FAMILIES)
-def test_output_depends_on_latent_timestep_and_context(comfy, name):
+def test_output_depends_on_latent_timestep_and_context(tiny, comfy, name):
     """Random weights must not leave a family deaf to its inputs (zero-init outputs, dead
     adaLN gates, as N(0, 0.02) everywhere gives the DiTs): perturbing x, t or the context
     each changes the raw model output. Also: FIRST_BLOCK / TIMESTEP_MODULATION resolve
@@ -233,7 +214,7 @@ def test_output_depends_on_latent_timestep_and_context(comfy, name):
 
 
 @pytest.mark.parametrize("name", sorted(tf.LOADER_ROUND_TRIP))
-def test_state_dict_loads_through_comfyuis_unet_loader(comfy, name):
+def test_state_dict_loads_through_comfyuis_unet_loader(tiny, comfy, name):
     """A tiny file of these families would load via UNETLoader into the same model."""
     import comfy.sd
 

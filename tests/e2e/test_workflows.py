@@ -50,7 +50,7 @@ def object_info(server):
     return server.client().object_info()
 
 
-def test_the_issue_workflows_ship_in_both_formats():
+def test_the_listed_workflows_ship_in_both_formats():
     assert {p.stem for p in api_workflows()} >= EXPECTED
     assert {p.stem for p in ui_workflows()} >= EXPECTED
 
@@ -100,7 +100,7 @@ def sd15_workflows(paths=None):
             if any(n["inputs"].get("ckpt_name") == SD15_CHECKPOINT for n in load(p).values())]
 
 
-def test_the_sd15_set_is_what_the_issue_asks_to_run():
+def test_the_sd15_workflows_that_run_include_every_recognised_one():
     assert {p.stem for p in sd15_workflows(api_workflows())} >= set(RECOGNISED)
     assert len(sd15_workflows()) > len(sd15_workflows(api_workflows()))  # saved ones run too
 

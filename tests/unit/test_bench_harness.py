@@ -1,7 +1,6 @@
 """The benchmark harness: timing rules, ratios, the table model and report writers on
-plain functions, plus one in-process smoke run of a real row family (ComfyUI's own
-TomePatchModel on a tiny SD1.5 layout) into a temporary folder. No assert depends on
-how fast anything ran."""
+plain functions (the row families' smoke runs, which need ComfyUI, are in
+tests/comfy/test_bench_smoke.py). No assert depends on how fast anything ran."""
 
 from __future__ import annotations
 
@@ -148,55 +147,46 @@ def test_unknown_row_family_is_refused(tmp_path):
     from comfyui_fewstep.bench import run
 
     with pytest.raises(SystemExit, match="nosuch"):
-        run.main(["--only", "nosuch", "--out", str(tmp_path)])
+        run.main(["--rows", "nosuch", "--out", str(tmp_path)])
 
 
-def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
-    """A real row family through ComfyUI's own TomePatchModel on a tiny SD1.5 layout."""
+def test_a_family_that_did_not_run_keeps_its_tables_with_their_date():
+    from comfyui_fewstep.bench.report_sections import family_sections, kept
+
+    old = harness.render_markdown(ENV, [_table()], "make bench")  # family "demo", measured 2030-01-02
+    date, text = family_sections(old)["demo"]
+    assert date == "2030-01-02" and text.startswith(harness.section_marker("demo", "2030-01-02"))
+    assert "| ours | 31.23 dB | 1.50x | 88% |" in text
+    later = Environment(**{**ENV.__dict__, "date": "2030-02-03"})
+    fresh = Table("other", "Other rows", [Column("method", "method")])
+    fresh.add(method="new")
+    md = harness.render_markdown(later, [fresh, kept(text, date)], "make bench ROWS=other")
+    sections = family_sections(md)
+    assert {name: d for name, (d, _) in sections.items()} == {"other": "2030-02-03", "demo": "2030-01-02"}
+    kept_text = sections["demo"][1]
+    assert kept_text.count("Kept from the run of 2030-01-02") == 1 and "| ours | 31.23 dB" in kept_text
+    # kept again by a third run: still the original date, one note
+    again = family_sections(harness.render_markdown(later, [kept(kept_text, "2030-01-02")], "x"))["demo"][1]
+    assert again.count("Kept from the run of") == 1 and "2030-01-02" in again
+
+
+def test_row_families_are_registered_once_and_row_modules_do_not_change_each_other():
+    from comfyui_fewstep.bench import rows_caching, rows_fewstep_cache, run
+
+    names = [f.name for f in run.FAMILIES]
+    assert len(names) == len(set(names)) and {"caching", "lora", "tome"} <= set(names)
+    # rows_fewstep_cache's TeaCache methods reach the caching table through run.py only
+    assert [m.provider for m in rows_caching.PEERS] == ["core", "core"]
+    assert [m.provider for m in rows_fewstep_cache.TEACACHE] == ["fewstep", "fewstep"]
+
+
+@pytest.mark.parametrize("argv, expected", [
+    ([], "make bench"), (["--preset", "full"], "make bench BENCH=full"),
+    (["--rows", "caching,lora"], "make bench ROWS=caching,lora"),
+    (["--preset", "default", "--rows", "tome"], "make bench ROWS=tome"),
+    (["--preset", "smoke", "--rows", "tome"], ".venv/bin/python -P -m comfyui_fewstep.bench.run --preset smoke --rows tome"),
+])
+def test_the_report_names_the_command_that_made_it(argv, expected):
     from comfyui_fewstep.bench import run
 
-    assert run.main(["--preset", "smoke", "--only", "tome", "--repeats", "1", "--out", str(tmp_path)]) == 0
-    md = (tmp_path / "latest.md").read_text()
-    dated = sorted(tmp_path.glob("20*.md"))
-    assert len(dated) == 1 and dated[0].read_text() == md
-    assert "| machine | torch | ComfyUI | attention | device |" in md
-    assert ("| model | size | method | ratio | one forward (s) | speedup | UNet output PSNR vs unpatched "
-            "| max abs diff |") in md
-    rows = [line for line in md.splitlines() if line.startswith("| tiny SD1.5")]
-    assert [r.split(" | ")[2:4] for r in rows] == [["unpatched", "–"], ["TomePatchModel (core)", "0.3"],
-                                                   ["TomePatchModel (core)", "0.5"]]
-    # ToMe changes the output (it merges tokens) but keeps it close to the unpatched one
-    psnr = [r.split(" | ")[6] for r in rows]
-    assert psnr[0] == "identical" and all(p.endswith(" dB") for p in psnr[1:])
-    pngs = list(tmp_path.glob("*-tome.png"))
-    assert len(pngs) == 1 and f"]({pngs[0].name})" in md
-    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-
-
-def test_smoke_run_of_the_lora_family_puts_fewstep_beside_core(tmp_path):
-    """Core LoraLoaderModelOnly and FewStepLoraLoader patch the same weights from one file."""
-    from comfyui_fewstep.bench import run
-
-    assert run.main(["--preset", "smoke", "--only", "lora", "--repeats", "1", "--out", str(tmp_path)]) == 0
-    rows = [line for line in (tmp_path / "latest.md").read_text().splitlines() if "tiny SD1.5 (smoke)" in line]
-    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
-        "LoraLoaderModelOnly (core)", "FewStepLoraLoader (recognition, architecture check, preset)"]
-    patched = [r.rstrip(" |").rsplit(" | ", 1)[1] for r in rows]
-    total = patched[0].split("/")[1]
-    assert patched == [f"{total}/{total}"] * 2 and int(total) > 0
-
-
-def test_smoke_run_of_the_teacache_overhead_family_measures_the_wrappers(tmp_path):
-    """Both timing paths (side by side, and TeaCache-only for slow models) give a row whose
-    overhead is the time measured inside FewStep TeaCache's wrappers at threshold 0."""
-    from comfyui_fewstep.bench import run
-
-    args = ["--preset", "smoke", "--only", "teacache_overhead", "--repeats", "1", "--out", str(tmp_path)]
-    assert run.main(args) == 0
-    rows = [line.strip("| ").split(" | ") for line in (tmp_path / "latest.md").read_text().splitlines()
-            if line.startswith("| tiny SD1.5 (smoke)")]
-    assert len(rows) == 2
-    for model, size, step, work_ms, share, ratio in rows:
-        assert size == "64x64" and float(step) > 0 and float(work_ms) > 0 and share.endswith("%")
-    assert rows[0][5] != "–" and float(rows[0][5]) > 0  # side by side: a whole-run ratio
-    assert rows[1][5] == "–"  # TeaCache-only: no ratio claimed
+    assert run.command_line(run.parse_args(argv), argv) == expected

@@ -1,5 +1,6 @@
 // FewStep TeaCache: show each sampling run's skipped calls and estimated speedup on the node.
-// The server sends "fewstep.cache_stats" (nodes/caching.py send_stats) after every run.
+// The server sends "fewstep.cache_stats" (nodes/caching.py send_stats) after every run, naming
+// the node by its execution id.
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 import { ComfyWidgets } from "../../../scripts/widgets.js";
@@ -19,11 +20,27 @@ export function formatStats(s) {
   return lines.join("\n");
 }
 
-function findNode(id) {
+function byId(graph, id) {
+  return graph?.getNodeById(Number(id)) ?? graph?.getNodeById(id) ?? null;
+}
+
+// The server names a node inside a subgraph by its execution id: the ids of the subgraph
+// nodes on the way down from the root graph, then the node's own id ("3:7", "3:5:7").
+// Those ids are only unique within their own graph, so walk the path from the root graph,
+// as the frontend does for its own "executed" events. (app.graph is the root graph, also while
+// the canvas shows a subgraph.) Instances of one subgraph share its inner nodes, so such a
+// node shows the latest run of any instance.
+export function findNode(id, root = app.graph) {
   if (id === null || id === undefined) return null;
-  const graph = app.graph;
-  const key = String(id).split(":").pop(); // nodes inside subgraphs arrive as "parent:child"
-  const node = graph.getNodeById(Number(key)) ?? graph.getNodeById(key);
+  const path = String(id).split(":").filter((part) => part.length > 0);
+  if (path.length === 0) return null;
+  let graph = root;
+  for (const part of path.slice(0, -1)) {
+    const parent = byId(graph, part);
+    if (!parent?.isSubgraphNode?.() || !parent.subgraph) return null;
+    graph = parent.subgraph;
+  }
+  const node = byId(graph, path[path.length - 1]);
   return node && (node.comfyClass ?? node.type) === NODE_ID ? node : null;
 }
 

@@ -1,0 +1,59 @@
+"""`make bench`'s row families run end to end on tiny models (--preset smoke: seconds, the
+numbers mean nothing): the table, its columns and the plots come out as the README shows them."""
+
+from comfyui_fewstep.bench import run
+
+
+def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
+    """A real row family through ComfyUI's own TomePatchModel on a tiny SD1.5 layout."""
+    assert run.main(["--preset", "smoke", "--rows", "tome", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    dated = sorted(tmp_path.glob("20*.md"))
+    assert len(dated) == 1 and dated[0].read_text() == md
+    assert "| machine | torch | ComfyUI | attention | device |" in md
+    assert ("| model | size | method | ratio | one forward (s) | speedup | UNet output PSNR vs unpatched "
+            "| max abs diff |") in md
+    rows = [line for line in md.splitlines() if line.startswith("| tiny SD1.5")]
+    assert [r.split(" | ")[2:4] for r in rows] == [["unpatched", "–"], ["TomePatchModel (core)", "0.3"],
+                                                   ["TomePatchModel (core)", "0.5"]]
+    # ToMe changes the output (it merges tokens) but keeps it close to the unpatched one
+    psnr = [r.split(" | ")[6] for r in rows]
+    assert psnr[0] == "identical" and all(p.endswith(" dB") for p in psnr[1:])
+    pngs = list(tmp_path.glob("*-tome.png"))
+    assert len(pngs) == 1 and f"]({pngs[0].name})" in md
+    assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_run_of_the_lora_family_puts_fewstep_beside_core_and_keeps_the_other_families(tmp_path):
+    """Core LoraLoaderModelOnly and FewStepLoraLoader patch the same weights from one file;
+    `--rows lora` replaces the lora tables of the last report and keeps the others, dated."""
+    earlier = ("# FewStep benchmarks, 2020-01-01\n\n<!-- bench-family: tome 2020-01-01 -->\n## Token merging\n\n"
+               "| model | speedup |\n|---|---|\n| SD1.5 | 1.20x |\n\n<!-- bench-family: lora 2020-01-01 -->\n"
+               "## Applying a LoRA\n\n| method |\n|---|\n| stale lora row |\n")
+    (tmp_path / "latest.md").write_text(earlier)
+    assert run.main(["--preset", "smoke", "--rows", "lora", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    assert "stale lora row" not in md
+    tome = md.split("<!-- bench-family: tome 2020-01-01 -->")[1]
+    assert tome.startswith("\n## Token merging\n\n_Kept from the run of 2020-01-01") and "| SD1.5 | 1.20x |" in tome
+    assert md.index("bench-family: lora") < md.index("bench-family: tome")  # report order: lora, then tome
+    rows = [line for line in md.splitlines() if "tiny SD1.5 (smoke)" in line]
+    assert [r.split(" | ")[0].lstrip("| ") for r in rows] == [
+        "LoraLoaderModelOnly (core)", "FewStepLoraLoader (recognition, architecture check, preset)"]
+    patched = [r.rstrip(" |").rsplit(" | ", 1)[1] for r in rows]
+    total = patched[0].split("/")[1]
+    assert patched == [f"{total}/{total}"] * 2 and int(total) > 0
+
+
+def test_smoke_run_of_the_teacache_overhead_family_measures_the_wrappers(tmp_path):
+    """Both timing paths (side by side, and TeaCache-only for slow models) give a row whose
+    overhead is the time measured inside FewStep TeaCache's wrappers at threshold 0."""
+    args = ["--preset", "smoke", "--rows", "teacache_overhead", "--repeats", "1", "--out", str(tmp_path)]
+    assert run.main(args) == 0
+    rows = [line.strip("| ").split(" | ") for line in (tmp_path / "latest.md").read_text().splitlines()
+            if line.startswith("| tiny SD1.5 (smoke)")]
+    assert len(rows) == 2
+    for model, size, step, work_ms, share, ratio in rows:
+        assert size == "64x64" and float(step) > 0 and float(work_ms) > 0 and share.endswith("%")
+    assert rows[0][5] != "–" and float(rows[0][5]) > 0  # side by side: a whole-run ratio
+    assert rows[1][5] == "–"  # TeaCache-only: no ratio claimed
