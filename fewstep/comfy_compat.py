@@ -101,6 +101,42 @@ def add_get_route(path: str, handler) -> bool:
     return True
 
 
+# ---- node outputs -------------------------------------------------------------------------
+
+def _option_list_combo_output_class():
+    """io.Combo.Output whose link type is its option list (what V1 list inputs such as
+    KSampler's sampler_name accept)."""
+    from comfy_api.latest import io
+
+    class OptionListComboOutput(io.Combo.Output):
+        @property
+        def io_type(self):
+            return self.options
+
+        def get_io_type(self):
+            return self.options
+
+    return OptionListComboOutput
+
+
+def combo_output(options: list, display_name: str, tooltip: str):
+    """A combo output that links into V1 nodes' list-typed inputs (KSampler's
+    sampler_name/scheduler). 0.3.75: io.Combo.Output's type is its option list; from
+    0.8.0 (upstream #11345) it is "COMBO", which V1 list inputs reject ("Return type
+    mismatch between linked nodes"). Capability probe: when io.Combo.Output does not
+    already type itself by its options, a subclass that does is used (execution's
+    validate_node_input compares the lists, and accepts a list against a v3 "COMBO" input)."""
+    from comfy_api.latest import io
+
+    plain = io.Combo.Output(display_name=display_name, options=options, tooltip=tooltip)
+    if plain.get_io_type() is options:
+        return plain
+    out = _option_list_combo_output_class()(display_name=display_name, options=options, tooltip=tooltip)
+    if out.get_io_type() is not options:
+        raise incompatible("combo outputs typed by their option list (io.Combo.Output.io_type)")
+    return out
+
+
 # ---- samplers -----------------------------------------------------------------------------
 
 def register_k_diffusion_sampler(name: str, function, after: str = "lcm") -> bool:

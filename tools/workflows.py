@@ -49,6 +49,23 @@ def _combo_options(spec: list):
     return None
 
 
+def link_accepted(out_type, in_type) -> bool:
+    """ComfyUI's rule for a link (comfy_execution/validation.py validate_node_input): equal
+    types, '*', or an option-list output into a v3 "COMBO" input. A V1 list input (KSampler's
+    sampler_name) takes only the same list: a "COMBO"-typed output is refused."""
+    if "*" in (out_type, in_type) or out_type == in_type:
+        return True
+    if isinstance(out_type, list) and in_type == "COMBO":
+        return True
+    if isinstance(out_type, str) and isinstance(in_type, str):
+        return bool(set(out_type.split(",")) & set(in_type.split(",")))
+    return False
+
+
+def _short(io_type) -> str:
+    return f"a list of {len(io_type)} options" if isinstance(io_type, list) else str(io_type)
+
+
 def validate_api(graph: dict, object_info: dict) -> list[str]:
     """Problems that would make ComfyUI reject or misread this API-format graph."""
     problems = []
@@ -76,10 +93,8 @@ def validate_api(graph: dict, object_info: dict) -> list[str]:
                     problems.append(f"{where}: input '{name}' links to output {value[1]} of a node with {len(outputs)}")
                     continue
                 out_type, in_type = outputs[value[1]], spec[0]
-                if isinstance(out_type, list) or isinstance(in_type, list) or in_type == "COMBO":
-                    continue  # combo outputs feed combo widgets
-                if "*" not in (out_type, in_type) and out_type != in_type:
-                    problems.append(f"{where}: input '{name}' wants {in_type} but gets {out_type}")
+                if not link_accepted(out_type, in_type):
+                    problems.append(f"{where}: input '{name}' wants {_short(in_type)} but gets {_short(out_type)}")
             else:
                 options = _combo_options(spec)
                 if options is not None and not _is_file_list(options) and value not in options:

@@ -51,6 +51,27 @@ def test_without_a_server_events_and_routes_are_no_ops(comfy):
     assert cc.add_get_route("/fewstep/never", lambda request: None) is False
 
 
+def test_a_combo_output_is_typed_by_its_option_list(comfy):
+    options = ["a", "b"]
+    out = cc.combo_output(options=options, display_name="choice", tooltip="t")
+    assert out.get_io_type() is options and out.io_type is options
+    assert out.as_dict()["display_name"] == "choice" and out.options is options
+
+
+@pytest.mark.parametrize("node_id", ["FewStepPreset", "FewStepLoraLoader"])
+def test_sampler_and_scheduler_outputs_link_into_ksampler(pack_nodes, node_id):
+    """ComfyUI's own link check (what POST /prompt runs) accepts them into KSampler's inputs."""
+    import nodes
+    from comfy_execution.validation import validate_node_input
+
+    names = list(pack_nodes[node_id].RETURN_NAMES)
+    types = pack_nodes[node_id].RETURN_TYPES
+    ksampler = nodes.NODE_CLASS_MAPPINGS["KSampler"].INPUT_TYPES()["required"]
+    for name in ("sampler_name", "scheduler"):
+        received = types[names.index(name)]
+        assert validate_node_input(received, ksampler[name][0]), f"{node_id}.{name} ({received!r}) is refused by KSampler"
+
+
 def test_tcd_is_registered_where_ksampler_resolves_samplers(pack_nodes):
     import comfy.k_diffusion.sampling
     import comfy.samplers

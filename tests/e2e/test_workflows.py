@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, RANDOM_CHECKPOINT
+from comfyui_fewstep.tools.server import PromptRejected
 from comfyui_fewstep.tools.synth_loras import tiny_sd15_lora, write_lora
 from comfyui_fewstep.tools.workflows import api_workflows, load, ui_workflows, validate_api, validate_ui
 
@@ -65,6 +66,20 @@ def not_installed_here(problem: str) -> bool:
 @pytest.mark.parametrize("path", every_api(), ids=label)
 def test_api_workflow_matches_the_server(path, object_info):
     assert [p for p in validate_api(load(path), object_info) if not not_installed_here(p)] == []
+
+
+@pytest.mark.parametrize("path", every_api(), ids=label)
+def test_api_workflow_links_pass_the_servers_own_validation(path, client):
+    """POST /prompt runs ComfyUI's own validation (link types included: from ComfyUI 0.8.0 a
+    plain v3 combo output is typed "COMBO" and KSampler's list inputs refuse it). The real
+    model files are not on the test server, so the graph must be refused for those alone."""
+    with pytest.raises(PromptRejected) as refused:
+        client.queue(load(path))
+    node_errors = refused.value.payload.get("node_errors") or {}
+    assert node_errors, refused.value.payload
+    other = [(node_id, e["type"], e.get("details")) for node_id, entry in node_errors.items() for e in entry["errors"]
+             if not (e["type"] == "value_not_in_list" and e["extra_info"]["input_name"] in LOADERS.values())]
+    assert other == []
 
 
 @pytest.mark.parametrize("path", every_ui(), ids=label)
