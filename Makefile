@@ -4,6 +4,7 @@
 #   make demo    the main job on the built-in default model, through a real server
 #   make serve   ComfyUI with this pack on http://127.0.0.1:$(PORT)
 #   make bench   benchmarks; BENCH=full adds the large sizes
+#   make compat  every tier against each ComfyUI tree in tools/compat_trees.toml -> README table
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -13,7 +14,7 @@ RUN := $(VENV_PY) -P
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup models test test-unit test-comfy test-e2e test-browser demo serve bench browser clean
+.PHONY: setup models test test-unit test-comfy test-e2e test-browser demo serve bench browser compat clean
 
 setup:
 	@$(PYTHON) tools/setup_runtime.py
@@ -49,6 +50,10 @@ serve: setup
 
 bench: setup models
 	$(RUN) -m comfyui_fewstep.bench.run $(if $(BENCH),--preset $(BENCH),)
+
+# COMPAT_ARGS e.g. --tree 0.9.2 --tier e2e; trees outside the repo need FEWSTEP_COMPAT_DIR.
+compat: setup browser models
+	@$(PYTHON) tools/compat.py $(COMPAT_ARGS)
 
 clean:
 	rm -rf .runtime/serve/output tests/artifacts

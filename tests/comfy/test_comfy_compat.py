@@ -37,6 +37,17 @@ def test_comfyui_version_is_read(comfy):
     assert re.match(r"^\d+\.\d+\.\d+", cc.comfyui_version()), "comfyui_version.__version__ moved or changed format"
 
 
+def test_a_newer_comfyui_than_tested_gets_one_log_line_and_still_loads(comfy, monkeypatch, caplog):
+    assert cc._version_tuple(cc.NEWEST_TESTED) is not None
+    monkeypatch.setattr(cc, "comfyui_version", lambda: "99.0.0")
+    with caplog.at_level("INFO", logger="FewStep"):
+        line = cc.note_untested_version()
+    assert line and "tested on ComfyUI up to " + cc.NEWEST_TESTED in line and "99.0.0" in line
+    assert [r.message for r in caplog.records] == [line]
+    monkeypatch.setattr(cc, "comfyui_version", lambda: cc.NEWEST_TESTED)
+    assert cc.note_untested_version() is None
+
+
 def test_user_data_lives_under_comfyuis_user_directory(comfy):
     import folder_paths
 
@@ -261,6 +272,26 @@ def test_fingerprint_reads_weights_and_patches(sd15):
     key = next(iter(m.model.state_dict()))
     m.add_patches({key: (torch.ones_like(m.model.state_dict()[key]),)}, 0.5)
     assert cc.model_fingerprint(m, b"t") != fp
+
+
+def test_fingerprint_ignores_1d_parameters_and_module_names_but_not_matrices():
+    """ComfyUI drops unused 1-D parameters between versions (Lumina 2's norm_final.weight
+    from 0.4.x) and renames modules: neither may change a stored calibration's key."""
+    a, b = tf.build_model("lumina2"), tf.build_model("lumina2")
+    fp, legacy = cc.model_fingerprint(a, b"t"), cc.legacy_model_fingerprint(a, b"t")
+    assert cc.model_fingerprint(b, b"t") == fp
+    sd = b.model.diffusion_model.state_dict(keep_vars=True)
+    one_d = next(k for k in sorted(sd) if sd[k].dim() == 1)
+    matrix = next(k for k in sorted(sd) if sd[k].dim() >= 2)
+    with torch.no_grad():
+        sd[one_d].add_(1.0)
+    assert cc.model_fingerprint(b, b"t") == fp and cc.legacy_model_fingerprint(b, b"t") != legacy
+    renamed = b.model.diffusion_model
+    renamed.add_module("renamed_final_layer", renamed._modules.pop("final_layer"))
+    assert cc.model_fingerprint(b, b"t") == fp
+    with torch.no_grad():
+        sd[matrix].mul_(2.0)
+    assert cc.model_fingerprint(b, b"t") != fp
 
 
 @pytest.mark.parametrize("family", ["flux", "hunyuan_video", "ltxv", "wan21"])
