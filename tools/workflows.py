@@ -102,6 +102,28 @@ def validate_api(graph: dict, object_info: dict) -> list[str]:
     return problems
 
 
+MODEL_FILE_INPUTS = {"ckpt_name", "lora_name", "unet_name", "clip_name", "vae_name"}
+
+
+def errors_besides_missing_model_files(graph: dict, rejection: dict) -> list[tuple]:
+    """(node id, error type, details) of a POST /prompt refusal, leaving out the errors a
+    server without the workflow's model files gives: a file input's value not in its list,
+    and FewStepLoraLoader's own check naming the missing LoRA file (ComfyUI repeats that
+    one for each input its validate_inputs declares)."""
+    other = []
+    for node_id, entry in (rejection.get("node_errors") or {}).items():
+        for e in entry.get("errors", []):
+            field = (e.get("extra_info") or {}).get("input_name")
+            if e["type"] == "value_not_in_list" and field in MODEL_FILE_INPUTS:
+                continue
+            lora = graph.get(node_id, {}).get("inputs", {}).get("lora_name")
+            if (e["type"] == "custom_validation_failed" and entry.get("class_type") == "FewStepLoraLoader"
+                    and isinstance(lora, str) and lora in e.get("details", "")):
+                continue
+            other.append((node_id, e["type"], e.get("details")))
+    return other
+
+
 def validate_ui(workflow: dict, object_info: dict) -> list[str]:
     """Problems that would make the frontend show missing nodes or broken links."""
     problems = []
