@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -305,6 +306,21 @@ def unet_config(name: str) -> dict:
         fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
         config.update({k: v for k, v in values.items() if k in fields and k not in config})
     return config
+
+
+def with_context_windows(model, context_length: int, context_overlap: int, dim: int, fuse_method: str = "pyramid"):
+    """Core ContextWindowsManualNode on `model` (static standard schedule, stride 1, open
+    loop). Its execute gained a required `freenoise` argument after 0.3.75: passed (off)
+    only when the signature has it (capability probe), since 0.3.75 rejects it."""
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+
+    kwargs = dict(model=model, context_length=context_length, context_overlap=context_overlap,
+                  context_schedule="standard_static", context_stride=1, closed_loop=False,
+                  fuse_method=fuse_method, dim=dim)
+    if "freenoise" in inspect.signature(ContextWindowsManualNode.execute).parameters:
+        kwargs["freenoise"] = False
+    out = ContextWindowsManualNode.execute(**kwargs)
+    return out.result[0] if hasattr(out, "result") else out.args[0]
 
 
 def build_model(name: str, seed: int = 0, dtype: torch.dtype | None = None):

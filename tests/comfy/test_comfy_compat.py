@@ -251,18 +251,9 @@ def test_an_outer_sample_wrapper_reads_the_latent_shape_and_replaces_the_schedul
 
 
 def test_context_windows_are_recognised(sd15, comfy):
-    import inspect
-
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-
     assert not cc.uses_context_windows(sd15.model.model_options)
-    params = inspect.signature(ContextWindowsManualNode.execute).parameters
-    kwargs = dict(model=sd15.model, context_length=4, context_overlap=1, context_schedule="standard_static",
-                  context_stride=1, closed_loop=False, fuse_method="pyramid", dim=0)
-    if "freenoise" in params:  # newer ComfyUI
-        kwargs["freenoise"] = False
-    out = ContextWindowsManualNode.execute(**kwargs)
-    assert cc.uses_context_windows(out.result[0].model_options)
+    windowed = tf.with_context_windows(sd15.model, context_length=4, context_overlap=1, dim=0)
+    assert cc.uses_context_windows(windowed.model_options)
 
 
 def test_fingerprint_reads_weights_and_patches(sd15):
