@@ -154,6 +154,19 @@ def write_readme(text: str, readme: Path = README) -> None:
     os.replace(tmp, readme)
 
 
+def store(name: str, info: dict, tier: str | None = None, result: dict | None = None) -> None:
+    """Merge one tier's result into RESULTS as it is on disk now (another `make compat`
+    may have written other trees meanwhile); temp file then rename."""
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    entry = results.setdefault(name, {"tiers": {}})
+    entry["info"] = info
+    if tier is not None:
+        entry.setdefault("tiers", {})[tier] = result
+    tmp = RESULTS.with_name(f".{RESULTS.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, RESULTS)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", action="append", help="only this tree (by name); repeatable")
@@ -162,22 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
     args = ap.parse_args(argv)
     trees = load_trees()
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     if not args.table_only:
         for tree in trees:
             if args.tree and tree["name"] not in args.tree:
                 continue
             info = describe(tree)
-            entry = results.setdefault(tree["name"], {"tiers": {}})
-            entry["info"] = info
             if "missing" in info:
                 log(f"{tree['name']}: skipped, {info['missing']}")
+                store(tree["name"], info)
                 continue
             for tier in args.tier or list(TIERS):
-                r = run_tier(tree, tier, args.pytest_args)
-                entry["tiers"][tier] = r | {"date": _dt.date.today().isoformat()}
+                r = run_tier(tree, tier, args.pytest_args) | {"date": _dt.date.today().isoformat()}
                 log(f"{tree['name']} {tier}: {_cell(r)}")
-                RESULTS.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+                store(tree["name"], info, tier, r)
+    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
     write_readme(table(results, trees))
     log(f"README table written from {RESULTS.name}")
     return 0

@@ -56,3 +56,14 @@ def test_an_unset_variable_in_a_path_is_a_clear_error(monkeypatch):
     monkeypatch.delenv("FEWSTEP_COMPAT_DIR", raising=False)
     with pytest.raises(SystemExit, match="FEWSTEP_COMPAT_DIR"):
         compat._path("${FEWSTEP_COMPAT_DIR}/trees/x")
+
+
+def test_results_of_other_runs_are_kept(tmp_path, monkeypatch):
+    monkeypatch.setattr(compat, "RESULTS", tmp_path / "r.json")
+    compat.store("a", {"name": "a"}, "comfy", {"passed": 1})
+    compat.store("b", {"name": "b"}, "e2e", {"passed": 2})  # another `make compat` meanwhile
+    compat.store("a", {"name": "a"}, "e2e", {"passed": 3})
+    import json
+
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["a"]["tiers"] == {"comfy": {"passed": 1}, "e2e": {"passed": 3}} and r["b"]["tiers"] == {"e2e": {"passed": 2}}
