@@ -1,6 +1,8 @@
 """`make compat` (tools/compat.py): pytest results are counted from junit XML, the README
 table says what ran where, and a missing tree is reported instead of failing the run."""
 
+import json
+
 import pytest
 
 from comfyui_fewstep.tools import compat
@@ -63,7 +65,5 @@ def test_results_of_other_runs_are_kept(tmp_path, monkeypatch):
     compat.store("a", {"name": "a"}, "comfy", {"passed": 1})
     compat.store("b", {"name": "b"}, "e2e", {"passed": 2})  # another `make compat` meanwhile
     compat.store("a", {"name": "a"}, "e2e", {"passed": 3})
-    import json
-
     r = json.loads((tmp_path / "r.json").read_text())
     assert r["a"]["tiers"] == {"comfy": {"passed": 1}, "e2e": {"passed": 3}} and r["b"]["tiers"] == {"e2e": {"passed": 2}}
