@@ -80,8 +80,8 @@ def describe(tree: dict) -> dict:
         for line in version_file.read_text().splitlines():
             if line.startswith("__version__"):
                 info["comfyui"] = line.split("=", 1)[1].strip().strip("\"'")
-    info["frontend"] = _run_python(python, "import importlib.metadata as m; print(m.version('comfyui-frontend-package'))",
-                                   tree_env(tree)) or "not installed"
+    frontend = "import importlib.metadata as m; print(m.version('comfyui-frontend-package'))"
+    info["frontend"] = _run_python(python, frontend, tree_env(tree)) or "not installed"
     return info
 
 

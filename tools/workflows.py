@@ -105,6 +105,17 @@ def validate_api(graph: dict, object_info: dict) -> list[str]:
 MODEL_FILE_INPUTS = {"ckpt_name", "lora_name", "unet_name", "clip_name", "vae_name"}
 
 
+def with_missing_model_files(graph: dict) -> dict:
+    """A copy of an API graph whose model-file inputs name files no server has: POST /prompt
+    then validates everything (links included) and refuses it without running anything."""
+    out = {}
+    for node_id, node in graph.items():
+        inputs = {k: (f"not-on-this-server-{v}" if k in MODEL_FILE_INPUTS and isinstance(v, str) else v)
+                  for k, v in node["inputs"].items()}
+        out[node_id] = {**node, "inputs": inputs}
+    return out
+
+
 def errors_besides_missing_model_files(graph: dict, rejection: dict) -> list[tuple]:
     """(node id, error type, details) of a POST /prompt refusal, leaving out the errors a
     server without the workflow's model files gives: a file input's value not in its list,
