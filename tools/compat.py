@@ -140,6 +140,8 @@ def table(results: dict, trees: list[dict]) -> str:
         for tier, r in tiers.items():
             for name in r.get("failing", []):
                 notes.append(f"- {info['comfyui']}, {TIERS[tier]}: `{name}` failed.")
+        if tree.get("note"):
+            notes.append(f"- {info['comfyui']}: {tree['note'].strip()}")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 

@@ -25,7 +25,7 @@ def test_junit_counts(tmp_path):
 
 
 def test_table_has_a_row_per_tested_tree_and_notes_failures_and_missing_trees():
-    trees = [{"name": "a"}, {"name": "b"}, {"name": "c"}]
+    trees = [{"name": "a", "note": "rerun of t::x after its fix: passed"}, {"name": "b"}, {"name": "c"}]
     results = {
         "a": {"info": {"name": "a", "comfyui": "0.3.75", "frontend": "1.28.8", "source": "wheel", "commit": "v0.3.75"},
               "tiers": {"comfy": {"passed": 3, "failed": 0, "errors": 0, "skipped": 0, "failing": [], "date": "2026-12-02"},
@@ -35,7 +35,7 @@ def test_table_has_a_row_per_tested_tree_and_notes_failures_and_missing_trees():
     text = compat.table(results, trees)
     row = next(line for line in text.splitlines() if line.startswith("| 0.3.75"))
     assert "3 passed" in row and "1 passed, **1 failed**" in row and "not run" in row and "2026-12-02" in row
-    assert "`t::x` failed" in text and "b: not tested here (no ComfyUI tree at /nowhere)" in text
+    assert "`t::x` failed" in text and "- 0.3.75: rerun of t::x after its fix: passed" in text and "b: not tested here (no ComfyUI tree at /nowhere)" in text
     assert len([line for line in text.splitlines() if line.startswith("| ")]) == 2  # header + a; c never ran
 
 
