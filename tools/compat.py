@@ -116,7 +116,8 @@ def _cell(result: dict | None) -> str:
         return result.get("status", "?")
     bad = result["failed"] + result["errors"]
     text = f"{result['passed']} passed" + (f", **{bad} failed**" if bad else "")
-    return text + (f", {result['skipped']} skipped" if result["skipped"] else "")
+    text += f", {result['skipped']} skipped" if result["skipped"] else ""
+    return text + (" (run interrupted: partial)" if result.get("status") == "exit 2" else "")
 
 
 def table(results: dict, trees: list[dict]) -> str:
