@@ -127,6 +127,8 @@ def table(results: dict, trees: list[dict]) -> str:
     for tree in trees:
         entry = results.get(tree["name"])
         if entry is None:
+            if tree.get("note"):
+                notes.append(f"- {tree['name']} (no stored results): {' '.join(tree['note'].split())}")
             continue
         info = entry["info"]
         if "missing" in info:
@@ -142,7 +144,7 @@ def table(results: dict, trees: list[dict]) -> str:
             for name in r.get("failing", []):
                 notes.append(f"- {info['comfyui']}, {TIERS[tier]}: `{name}` failed.")
         if tree.get("note"):
-            notes.append(f"- {info['comfyui']}: {tree['note'].strip()}")
+            notes.append(f"- {info['comfyui']}: {' '.join(tree['note'].split())}")
     return "\n".join(lines + ([""] + notes if notes else []))
 
 
