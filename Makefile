@@ -6,6 +6,7 @@
 #   make serve   ComfyUI with this pack on http://127.0.0.1:$(PORT)
 #   make bench   benchmarks; BENCH=full adds the large sizes, ROWS=caching,lora runs only those
 #                row families (the others keep their last results in bench/results/latest.md)
+#   make compat  every tier against each ComfyUI tree in tools/compat_trees.toml -> README table
 
 SHELL := /bin/bash
 PYTHON ?= python3.11
@@ -15,7 +16,7 @@ RUN := $(VENV_PY) -P
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-unit models test test-unit test-comfy test-e2e test-browser demo serve bench browser clean
+.PHONY: setup setup-unit models test test-unit test-comfy test-e2e test-browser demo serve bench browser compat clean
 
 setup:
 	@$(PYTHON) tools/setup_runtime.py
@@ -59,6 +60,10 @@ serve: setup
 
 bench: setup models
 	$(RUN) -m comfyui_fewstep.bench.run $(if $(BENCH),--preset $(BENCH),) $(if $(ROWS),--rows $(ROWS),)
+
+# COMPAT_ARGS e.g. --tree 0.9.2 --tier e2e; trees outside the repo need FEWSTEP_COMPAT_DIR.
+compat: setup browser models
+	@$(PYTHON) tools/compat.py $(COMPAT_ARGS)
 
 clean:
 	rm -rf .runtime/serve/output tests/artifacts

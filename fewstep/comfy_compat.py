@@ -54,6 +54,29 @@ def comfyui_version() -> str:
         return "unknown"
 
 
+# The newest ComfyUI `make compat` ran every tier on (README "Compatibility").
+NEWEST_TESTED = "0.9.2"
+
+
+def _version_tuple(version: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(p) for p in version.split("+")[0].split("-")[0].split("."))
+    except ValueError:
+        return None
+
+
+def note_untested_version() -> str | None:
+    """Log one line when ComfyUI is newer than the newest version FewStep was tested on
+    (never refuses to load: capability probes decide what works, not version strings)."""
+    running, tested = _version_tuple(comfyui_version()), _version_tuple(NEWEST_TESTED)
+    if running is None or running <= tested:
+        return None
+    line = (f"FewStep was tested on ComfyUI up to {NEWEST_TESTED}; this is {comfyui_version()}. "
+            "If something fails, update FewStep or report it.")
+    log.info(line)
+    return line
+
+
 def incompatible(what: str) -> ComfyCompatError:
     return ComfyCompatError(
         f"FewStep cannot use {what} in this ComfyUI ({comfyui_version()}). Update ComfyUI and FewStep to their "
@@ -100,6 +123,42 @@ def add_get_route(path: str, handler) -> bool:
     if not any(getattr(r, "path", None) == path for r in server.routes):
         server.routes.get(path)(handler)
     return True
+
+
+# ---- node outputs -------------------------------------------------------------------------
+
+def _option_list_combo_output_class():
+    """io.Combo.Output whose link type is its option list (what V1 list inputs such as
+    KSampler's sampler_name accept)."""
+    from comfy_api.latest import io
+
+    class OptionListComboOutput(io.Combo.Output):
+        @property
+        def io_type(self):
+            return self.options
+
+        def get_io_type(self):
+            return self.options
+
+    return OptionListComboOutput
+
+
+def combo_output(options: list, display_name: str, tooltip: str):
+    """A combo output that links into V1 nodes' list-typed inputs (KSampler's
+    sampler_name/scheduler). 0.3.75: io.Combo.Output's type is its option list; from
+    0.8.0 (upstream #11345) it is "COMBO", which V1 list inputs reject ("Return type
+    mismatch between linked nodes"). Capability probe: when io.Combo.Output does not
+    already type itself by its options, a subclass that does is used (execution's
+    validate_node_input compares the lists, and accepts a list against a v3 "COMBO" input)."""
+    from comfy_api.latest import io
+
+    plain = io.Combo.Output(display_name=display_name, options=options, tooltip=tooltip)
+    if plain.get_io_type() is options:
+        return plain
+    out = _option_list_combo_output_class()(display_name=display_name, options=options, tooltip=tooltip)
+    if out.get_io_type() is not options:
+        raise incompatible("combo outputs typed by their option list (io.Combo.Output.io_type)")
+    return out
 
 
 # ---- samplers -----------------------------------------------------------------------------
@@ -343,29 +402,67 @@ def _tensors_in(obj, depth: int = 0):
         yield from _tensors_in(obj.weights, depth + 1)
 
 
+def _patches(model_patcher) -> dict:
+    """0.3.75: ModelPatcher.patches[key] is a list of (strength_patch, patch, strength_model,
+    offset, function)."""
+    return getattr(model_patcher, "patches", {}) or {}
+
+
+def _weights_before_patches(model_patcher):
+    """(key, tensor) of the diffusion model's state dict, sorted by key, with the pre-patch
+    value where ComfyUI holds a backup. 0.3.75: ModelPatcher.backup[key].weight."""
+    backup = getattr(model_patcher, "backup", {}) or {}
+    sd = model_patcher.model.diffusion_model.state_dict(keep_vars=True)
+    for key in sorted(sd):
+        full = "diffusion_model." + key
+        yield key, (backup[full].weight if full in backup else sd[key])
+
+
+def _describe(t: torch.Tensor) -> bytes:
+    try:
+        values = _sample_values(t).numpy().tobytes()
+    except Exception:  # noqa: BLE001 - a tensor type we cannot index: shape only
+        values = b"unreadable"
+    return f"{tuple(t.shape)}|{t.dtype}|".encode() + values
+
+
 def model_fingerprint(model_patcher, tag: bytes) -> str:
     """SHA-256 of the diffusion model's weights and weight patches, stable whether or not
-    the model is loaded (see fewstep/caching/calibration.py for why each part is there).
-    0.3.75: ModelPatcher.backup[key].weight holds a pre-patch weight; .patches[key] is a
-    list of (strength_patch, patch, strength_model, offset, function)."""
+    the model is loaded and across ComfyUI versions (see fewstep/caching/calibration.py).
+    Only tensors of 2+ dimensions count, described by shape, dtype and sampled values and
+    hashed in sorted order, never by module name: ComfyUI renames modules and drops unused
+    1-D parameters between versions (Lumina 2's norm_final.weight is gone from 0.4.x on),
+    which must not orphan a stored calibration. Patches (LoRAs) count with their
+    strengths and all their tensors, also without the module names."""
     h = hashlib.sha256(tag + b"\0")
     config = getattr(model_patcher.model, "model_config", None)
     h.update(type(config).__name__.encode() + b"\0")
-    backup = getattr(model_patcher, "backup", {}) or {}
+    weights = sorted(_describe(t) for _key, t in _weights_before_patches(model_patcher) if t.dim() >= 2)
+    patches = sorted(
+        f"patch|{patch[0]!r}|{patch[2] if len(patch) > 2 else ''!r}|".encode()
+        + b"".join(_describe(t) for t in _tensors_in(patch[1]))
+        for key in _patches(model_patcher) for patch in _patches(model_patcher)[key])
+    for part in (*weights, b"patches", *patches):
+        h.update(len(part).to_bytes(8, "little") + part)
+    return h.hexdigest()
+
+
+def legacy_model_fingerprint(model_patcher, tag: bytes) -> str:
+    """The fingerprint FewStep 0.1.x stored calibrations under (every tensor, by module
+    name): still computed so those files stay readable where module names did not change."""
+    h = hashlib.sha256(tag + b"\0")
+    config = getattr(model_patcher.model, "model_config", None)
+    h.update(type(config).__name__.encode() + b"\0")
     samples = []
-    sd = model_patcher.model.diffusion_model.state_dict(keep_vars=True)
-    for key in sorted(sd):
-        t = sd[key]
-        full = "diffusion_model." + key
-        if full in backup:
-            t = backup[full].weight
+    for key, t in _weights_before_patches(model_patcher):
         h.update(f"{key}|{tuple(t.shape)}|{t.dtype}\0".encode())
         try:
             samples.append(_sample_values(t))
         except Exception:  # noqa: BLE001 - a tensor type we cannot index: shape only
             h.update(b"unreadable\0")
-    for key in sorted(getattr(model_patcher, "patches", {}) or {}):
-        for patch in model_patcher.patches[key]:
+    patches = _patches(model_patcher)
+    for key in sorted(patches):
+        for patch in patches[key]:
             h.update(f"patch|{key}|{patch[0]!r}|{patch[2] if len(patch) > 2 else ''!r}\0".encode())
             for t in _tensors_in(patch[1]):
                 try:

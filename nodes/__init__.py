@@ -8,6 +8,7 @@ sampler and the HTTP route are registered there, idempotently.
 
 from comfy_api.latest import ComfyExtension, io
 
+from ..fewstep import comfy_compat
 from ..fewstep.sampling.hooks import register_tcd_sampler
 from .caching import FewStepTeaCache
 from .analysis import FewStepCompare
@@ -29,6 +30,7 @@ NODES: list[type[io.ComfyNode]] = [
 
 class FewStepExtension(ComfyExtension):
     async def get_node_list(self) -> list[type[io.ComfyNode]]:
+        comfy_compat.note_untested_version()
         register_tcd_sampler()
         register_routes()  # GET /fewstep/lora_info for the LoRA badge; only when a server runs
         return list(NODES)

@@ -10,6 +10,7 @@ import comfy.samplers
 import folder_paths
 from comfy_api.latest import io
 
+from ..fewstep import comfy_compat
 from ..fewstep.lora.library import LoraNameError, library, resolve_lora
 from ..fewstep.lora.load import load
 from ..fewstep.lora.settings import AUTO, DEFAULT_STEPS, LoraSettingsError, check_steps_value
@@ -52,10 +53,10 @@ class FewStepLoraLoader(io.ComfyNode):
                 io.Int.Output(display_name="steps", tooltip="Step count for KSampler."),
                 io.Float.Output(display_name="cfg", tooltip="CFG for KSampler (1 = no negative pass; FLUX guidance "
                                 "is the separate `guidance` output)."),
-                io.Combo.Output(display_name="sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
-                                tooltip="Sampler for KSampler's sampler_name."),
-                io.Combo.Output(display_name="scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
-                                tooltip="Scheduler for KSampler's scheduler."),
+                comfy_compat.combo_output(display_name="sampler_name", options=comfy.samplers.KSampler.SAMPLERS,
+                                          tooltip="Sampler for KSampler's sampler_name."),
+                comfy_compat.combo_output(display_name="scheduler", options=comfy.samplers.KSampler.SCHEDULERS,
+                                          tooltip="Scheduler for KSampler's scheduler."),
                 io.String.Output(display_name="info", tooltip="What was recognised and from which evidence, how much "
                                  "of the LoRA fit the model, the preset's source, and how to wire what KSampler "
                                  "cannot express."),

@@ -9,6 +9,7 @@ and its allowed counts.
 import comfy.samplers
 from comfy_api.latest import io
 
+from ..fewstep import comfy_compat
 from ..fewstep.presets.apply import apply_preset
 from ..fewstep.presets.registry import PresetError, get_preset, plan, preset_ids
 
@@ -42,8 +43,8 @@ class FewStepPreset(io.ComfyNode):
                 io.Model.Output(display_name="MODEL", tooltip="A clone of the input with the preset's model patches (e.g. LCM sampling, flow shift); the input is unchanged."),
                 io.Int.Output(display_name="steps", tooltip="Step count for KSampler."),
                 io.Float.Output(display_name="cfg", tooltip="CFG for KSampler (1 = no negative pass; FLUX guidance is the separate `guidance` output)."),
-                io.Combo.Output(display_name="sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="Sampler for KSampler's sampler_name."),
-                io.Combo.Output(display_name="scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="Scheduler for KSampler's scheduler."),
+                comfy_compat.combo_output(display_name="sampler_name", options=comfy.samplers.KSampler.SAMPLERS, tooltip="Sampler for KSampler's sampler_name."),
+                comfy_compat.combo_output(display_name="scheduler", options=comfy.samplers.KSampler.SCHEDULERS, tooltip="Scheduler for KSampler's scheduler."),
                 io.String.Output(display_name="info", tooltip="What was chosen, the preset's source, and how to wire what KSampler cannot express."),
                 io.Sigmas.Output(display_name="sigmas", tooltip="The preset's exact schedule for SamplerCustom (custom timesteps such as DMD2's t=399 included)."),
                 io.Float.Output(display_name="guidance", tooltip="FLUX guidance for FluxGuidance (e.g. 3.5); 0 when the preset uses none."),

@@ -48,6 +48,9 @@ reads heads only for its real widths, SDXL pins its full transformer depth.
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import inspect
 import math
 from dataclasses import dataclass, field
 
@@ -285,6 +288,41 @@ def _fill_buffers(name: str, model) -> None:
         dm.pos_embed.copy_(emb.reshape(dm.pos_embed.shape))
 
 
+# Required parameters newer ComfyUI added to a family's params dataclass (0.4.0: FluxParams
+# txt_ids_dims, HunyuanVideoParams meanflow_sum), with the value ComfyUI's model detection
+# gives the original Flux.1 / HunyuanVideo files. Older ComfyUI rejects the keys, so each is
+# added only when the dataclass has the field (capability probe, no version string).
+_NEWER_PARAMS: dict[str, tuple[str, str, dict]] = {
+    "flux": ("comfy.ldm.flux.model", "FluxParams", {"txt_ids_dims": []}),
+    "hunyuan_video": ("comfy.ldm.hunyuan_video.model", "HunyuanVideoParams", {"meanflow_sum": False}),
+}
+
+
+def unet_config(name: str) -> dict:
+    """The family's reduced unet_config, completed for the running ComfyUI's params dataclass."""
+    config = dict(_SPECS[name].unet_config)
+    if name in _NEWER_PARAMS:
+        module, cls, values = _NEWER_PARAMS[name]
+        fields = {f.name for f in dataclasses.fields(getattr(importlib.import_module(module), cls))}
+        config.update({k: v for k, v in values.items() if k in fields and k not in config})
+    return config
+
+
+def with_context_windows(model, context_length: int, context_overlap: int, dim: int, fuse_method: str = "pyramid"):
+    """Core ContextWindowsManualNode on `model` (static standard schedule, stride 1, open
+    loop). Its execute gained a required `freenoise` argument after 0.3.75: passed (off)
+    only when the signature has it (capability probe), since 0.3.75 rejects it."""
+    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
+
+    kwargs = dict(model=model, context_length=context_length, context_overlap=context_overlap,
+                  context_schedule="standard_static", context_stride=1, closed_loop=False,
+                  fuse_method=fuse_method, dim=dim)
+    if "freenoise" in inspect.signature(ContextWindowsManualNode.execute).parameters:
+        kwargs["freenoise"] = False
+    out = ContextWindowsManualNode.execute(**kwargs)
+    return out.result[0] if hasattr(out, "result") else out.args[0]
+
+
 def build_model(name: str, seed: int = 0, dtype: torch.dtype | None = None):
     """The family's BaseModel in a ModelPatcher, created as ComfyUI's loaders create them.
 
@@ -298,7 +336,7 @@ def build_model(name: str, seed: int = 0, dtype: torch.dtype | None = None):
     import comfy.supported_models
 
     spec = _SPECS[name]
-    config = getattr(comfy.supported_models, spec.config_class)(dict(spec.unet_config))
+    config = getattr(comfy.supported_models, spec.config_class)(unet_config(name))
     load_device = mm.get_torch_device()
     offload_device = mm.unet_offload_device()
     supported = list(config.supported_inference_dtypes)

@@ -49,6 +49,23 @@ def _combo_options(spec: list):
     return None
 
 
+def link_accepted(out_type, in_type) -> bool:
+    """ComfyUI's rule for a link (comfy_execution/validation.py validate_node_input): equal
+    types, '*', or an option-list output into a v3 "COMBO" input. A V1 list input (KSampler's
+    sampler_name) takes only the same list: a "COMBO"-typed output is refused."""
+    if "*" in (out_type, in_type) or out_type == in_type:
+        return True
+    if isinstance(out_type, list) and in_type == "COMBO":
+        return True
+    if isinstance(out_type, str) and isinstance(in_type, str):
+        return bool(set(out_type.split(",")) & set(in_type.split(",")))
+    return False
+
+
+def _short(io_type) -> str:
+    return f"a list of {len(io_type)} options" if isinstance(io_type, list) else str(io_type)
+
+
 def validate_api(graph: dict, object_info: dict) -> list[str]:
     """Problems that would make ComfyUI reject or misread this API-format graph."""
     problems = []
@@ -76,15 +93,46 @@ def validate_api(graph: dict, object_info: dict) -> list[str]:
                     problems.append(f"{where}: input '{name}' links to output {value[1]} of a node with {len(outputs)}")
                     continue
                 out_type, in_type = outputs[value[1]], spec[0]
-                if isinstance(out_type, list) or isinstance(in_type, list) or in_type == "COMBO":
-                    continue  # combo outputs feed combo widgets
-                if "*" not in (out_type, in_type) and out_type != in_type:
-                    problems.append(f"{where}: input '{name}' wants {in_type} but gets {out_type}")
+                if not link_accepted(out_type, in_type):
+                    problems.append(f"{where}: input '{name}' wants {_short(in_type)} but gets {_short(out_type)}")
             else:
                 options = _combo_options(spec)
                 if options is not None and not _is_file_list(options) and value not in options:
                     problems.append(f"{where}: '{name}' = {value!r} is not one of its options")
     return problems
+
+
+MODEL_FILE_INPUTS = {"ckpt_name", "lora_name", "unet_name", "clip_name", "vae_name"}
+
+
+def with_missing_model_files(graph: dict) -> dict:
+    """A copy of an API graph whose model-file inputs name files no server has: POST /prompt
+    then validates everything (links included) and refuses it without running anything."""
+    out = {}
+    for node_id, node in graph.items():
+        inputs = {k: (f"not-on-this-server-{v}" if k in MODEL_FILE_INPUTS and isinstance(v, str) else v)
+                  for k, v in node["inputs"].items()}
+        out[node_id] = {**node, "inputs": inputs}
+    return out
+
+
+def errors_besides_missing_model_files(graph: dict, rejection: dict) -> list[tuple]:
+    """(node id, error type, details) of a POST /prompt refusal, leaving out the errors a
+    server without the workflow's model files gives: a file input's value not in its list,
+    and FewStepLoraLoader's own check naming the missing LoRA file (ComfyUI repeats that
+    one for each input its validate_inputs declares)."""
+    other = []
+    for node_id, entry in (rejection.get("node_errors") or {}).items():
+        for e in entry.get("errors", []):
+            field = (e.get("extra_info") or {}).get("input_name")
+            if e["type"] == "value_not_in_list" and field in MODEL_FILE_INPUTS:
+                continue
+            lora = graph.get(node_id, {}).get("inputs", {}).get("lora_name")
+            if (e["type"] == "custom_validation_failed" and entry.get("class_type") == "FewStepLoraLoader"
+                    and isinstance(lora, str) and lora in e.get("details", "")):
+                continue
+            other.append((node_id, e["type"], e.get("details")))
+    return other
 
 
 def validate_ui(workflow: dict, object_info: dict) -> list[str]:

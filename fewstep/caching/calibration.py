@@ -2,14 +2,17 @@
 *this* model, store it, and use it on later runs.
 
 Fingerprint (what "this model" means; computed by comfy_compat.model_fingerprint with
-FINGERPRINT_TAG). SHA-256 over, in order: a format tag, the
-ComfyUI model-config class name, then for every tensor of the diffusion model's state
-dict (sorted by key) its key, shape, dtype and 8 values at evenly spaced flat positions
-(the pre-patch value when ComfyUI holds a backup of an in-place patched weight), then
-for every weight patch on the ModelPatcher (LoRAs etc., sorted by key) its strengths and
-8 sampled values of each of its tensors. So the same checkpoint gives the same
-fingerprint whether or not it is loaded, and another checkpoint, a LoRA or a LoRA
-strength gives another. Reading ~1,000 x 8 values takes milliseconds.
+FINGERPRINT_TAG). SHA-256 over, in order: a format tag, the ComfyUI model-config class
+name, then for every tensor of 2+ dimensions of the diffusion model's state dict its
+shape, dtype and 8 values at evenly spaced flat positions (the pre-patch value when
+ComfyUI holds a backup of an in-place patched weight), then for every weight patch on the
+ModelPatcher (LoRAs etc.) its strengths and 8 sampled values of each of its tensors;
+both lists sorted by content, not by module name. So the same checkpoint gives the same
+fingerprint whether or not it is loaded and on any ComfyUI version (module renames and
+dropped 1-D parameters do not count), and another checkpoint, a LoRA or a LoRA strength
+gives another. Reading ~1,000 x 8 values takes milliseconds. Files stored by FewStep
+0.1.x under the name-keyed fingerprint (LEGACY_FINGERPRINT_TAG) are still found: when
+nothing is stored under the fingerprint, the legacy one is looked up.
 
 Store: one JSON file per fingerprint, `<ComfyUI user dir>/fewstep/teacache/<first 20 hex
 of the fingerprint>.json`, human-readable, with a format name and version, the full
@@ -32,8 +35,10 @@ from pathlib import Path
 
 FORMAT = "fewstep-teacache-calibration"
 VERSION = 1
-FINGERPRINT_TAG = b"fewstep-teacache-fingerprint-v1"
+FINGERPRINT_TAG = b"fewstep-teacache-fingerprint-v2"
+LEGACY_FINGERPRINT_TAG = b"fewstep-teacache-fingerprint-v1"  # FewStep 0.1.x, module-name keyed
 MIN_POINTS = 4
+NONE_STORED = "none stored for this model"
 log = logging.getLogger("FewStep.TeaCache")
 
 
@@ -129,7 +134,7 @@ def lookup(root: Path, fp: str, steps: int) -> tuple[Fit | None, str]:
         log.warning("FewStep TeaCache: ignoring calibration: %s", e)
         return None, f"ignored ({e})"
     if doc is None:
-        return None, "none stored for this model"
+        return None, NONE_STORED
     fits = {}
     for k, v in doc["fits"].items():
         try:

@@ -107,13 +107,32 @@ _fulfilled = _BoundedSet(256)  # calibration requests already carried out
 _fingerprints = _BoundedSet(32)  # patcher state -> fingerprint (weights are hashed once)
 
 
-def fingerprint(model_patcher) -> str:
-    key = comfy_compat.patcher_state_key(model_patcher)
+def fingerprint(model_patcher, legacy: bool = False) -> str:
+    """The model's calibration fingerprint; `legacy`: the one FewStep 0.1.x stored under."""
+    key = (comfy_compat.patcher_state_key(model_patcher), legacy)
     found = _fingerprints.get(key)
     if found is None:
-        found = comfy_compat.model_fingerprint(model_patcher, cal.FINGERPRINT_TAG)
+        if legacy:
+            found = comfy_compat.legacy_model_fingerprint(model_patcher, cal.LEGACY_FINGERPRINT_TAG)
+        else:
+            found = comfy_compat.model_fingerprint(model_patcher, cal.FINGERPRINT_TAG)
         _fingerprints.put(key, found)
     return found
+
+
+def _lookup(root, model_patcher, fp: str, steps: int):
+    """cal.lookup under `fp`, then under the legacy fingerprint when nothing is stored."""
+    found, how = cal.lookup(root, fp, steps)
+    if found is None and how == cal.NONE_STORED:
+        try:
+            legacy_fp = fingerprint(model_patcher, legacy=True)
+        except Exception as e:  # noqa: BLE001 - never let bookkeeping break sampling
+            log.warning("FewStep TeaCache: cannot compute the earlier fingerprint (%s)", e)
+            return found, how
+        legacy_found, legacy_how = cal.lookup(root, legacy_fp, steps)
+        if legacy_found is not None:
+            return legacy_found, legacy_how + " (stored by an earlier FewStep)"
+    return found, how
 
 
 def apply_teacache(model, settings: Settings, family: str = "auto", calibration: str = "use stored",
@@ -159,7 +178,7 @@ def _rescale_for(config: TeaCacheConfig, profile: Profile, model_patcher, steps:
             info["status"] = "calibrating (this run computes every step)"
             return OnlineRatio(), True, info, fp
         if fp:
-            found, how = cal.lookup(config.root(), fp, steps)
+            found, how = _lookup(config.root(), model_patcher, fp, steps)
             info["status"] = how
             if found is not None:
                 info["coefficients"] = list(found.coefficients)

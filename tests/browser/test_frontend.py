@@ -41,3 +41,31 @@ def test_compare_report_appears_on_the_node_after_a_run(page, artifacts):
     page.evaluate(f"() => {{ app.canvas.centerOnNode(app.graph.getNodeById({compare})); app.canvas.setDirty(true, true); }}")
     page.screenshot(path=str(artifacts / "browser-compare-report.png"))
     assert page.fewstep_errors == []
+
+
+@pytest.mark.parametrize("name", ["lcm_lora_sd15", "hyper_sd15", "tcd_sd15"])
+def test_a_shipped_workflow_keeps_its_sampler_links_in_the_frontend_and_the_server_takes_them(page, server, name):
+    """The frontend of each ComfyUI version loads the UI workflow with the loader's
+    sampler_name/scheduler outputs linked into KSampler, and the prompt it makes passes the
+    server's link check (from ComfyUI 0.8.0 a "COMBO"-typed output would be refused)."""
+    from comfyui_fewstep.tools.server import PromptRejected
+    from comfyui_fewstep.tools.workflows import (WORKFLOWS, errors_besides_missing_model_files, load,
+                                                  with_missing_model_files)
+
+    page.evaluate("async (wf) => { await app.loadGraphData(wf); }", load(WORKFLOWS / f"{name}.json"))
+    links = page.evaluate("""() => {
+        const g = app.graph, ks = g._nodes.find(n => n.type === 'KSampler');
+        const link = id => (g.links.get ? g.links.get(id) : g.links[id]);  // a Map in newer frontends
+        return Object.fromEntries(ks.inputs.filter(i => ['sampler_name', 'scheduler'].includes(i.name))
+            .map(i => [i.name, i.link == null ? null : g.getNodeById(link(i.link).origin_id).type]));
+    }""")
+    assert links == {"sampler_name": "FewStepLoraLoader", "scheduler": "FewStepLoraLoader"}
+    prompt = page.evaluate("async () => (await app.graphToPrompt()).output")
+    ks = next(n for n in prompt.values() if n["class_type"] == "KSampler")
+    assert isinstance(ks["inputs"]["sampler_name"], list) and isinstance(ks["inputs"]["scheduler"], list)
+    prompt = with_missing_model_files(prompt)  # validated, never run
+    with pytest.raises(PromptRejected) as refused:
+        server.client().queue(prompt)
+    assert refused.value.payload.get("node_errors"), refused.value.payload
+    assert errors_besides_missing_model_files(prompt, refused.value.payload) == []
+    page.evaluate("() => app.graph.clear()")

@@ -37,6 +37,17 @@ def test_comfyui_version_is_read(comfy):
     assert re.match(r"^\d+\.\d+\.\d+", cc.comfyui_version()), "comfyui_version.__version__ moved or changed format"
 
 
+def test_a_newer_comfyui_than_tested_gets_one_log_line_and_still_loads(comfy, monkeypatch, caplog):
+    assert cc._version_tuple(cc.NEWEST_TESTED) is not None
+    monkeypatch.setattr(cc, "comfyui_version", lambda: "99.0.0")
+    with caplog.at_level("INFO", logger="FewStep"):
+        line = cc.note_untested_version()
+    assert line and "tested on ComfyUI up to " + cc.NEWEST_TESTED in line and "99.0.0" in line
+    assert [r.message for r in caplog.records] == [line]
+    monkeypatch.setattr(cc, "comfyui_version", lambda: cc.NEWEST_TESTED)
+    assert cc.note_untested_version() is None
+
+
 def test_user_data_lives_under_comfyuis_user_directory(comfy):
     import folder_paths
 
@@ -49,6 +60,27 @@ def test_without_a_server_events_and_routes_are_no_ops(comfy):
     assert cc.prompt_server() is None
     cc.send_event("fewstep.test", {"a": 1})  # must not raise in-process (bench, CLI)
     assert cc.add_get_route("/fewstep/never", lambda request: None) is False
+
+
+def test_a_combo_output_is_typed_by_its_option_list(comfy):
+    options = ["a", "b"]
+    out = cc.combo_output(options=options, display_name="choice", tooltip="t")
+    assert out.get_io_type() is options and out.io_type is options
+    assert out.as_dict()["display_name"] == "choice" and out.options is options
+
+
+@pytest.mark.parametrize("node_id", ["FewStepPreset", "FewStepLoraLoader"])
+def test_sampler_and_scheduler_outputs_link_into_ksampler(pack_nodes, node_id):
+    """ComfyUI's own link check (what POST /prompt runs) accepts them into KSampler's inputs."""
+    import nodes
+    from comfy_execution.validation import validate_node_input
+
+    names = list(pack_nodes[node_id].RETURN_NAMES)
+    types = pack_nodes[node_id].RETURN_TYPES
+    ksampler = nodes.NODE_CLASS_MAPPINGS["KSampler"].INPUT_TYPES()["required"]
+    for name in ("sampler_name", "scheduler"):
+        received = types[names.index(name)]
+        assert validate_node_input(received, ksampler[name][0]), f"{node_id}.{name} ({received!r}) is refused by KSampler"
 
 
 def test_tcd_is_registered_where_ksampler_resolves_samplers(pack_nodes):
@@ -219,18 +251,9 @@ def test_an_outer_sample_wrapper_reads_the_latent_shape_and_replaces_the_schedul
 
 
 def test_context_windows_are_recognised(sd15, comfy):
-    import inspect
-
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-
     assert not cc.uses_context_windows(sd15.model.model_options)
-    params = inspect.signature(ContextWindowsManualNode.execute).parameters
-    kwargs = dict(model=sd15.model, context_length=4, context_overlap=1, context_schedule="standard_static",
-                  context_stride=1, closed_loop=False, fuse_method="pyramid", dim=0)
-    if "freenoise" in params:  # newer ComfyUI
-        kwargs["freenoise"] = False
-    out = ContextWindowsManualNode.execute(**kwargs)
-    assert cc.uses_context_windows(out.result[0].model_options)
+    windowed = tf.with_context_windows(sd15.model, context_length=4, context_overlap=1, dim=0)
+    assert cc.uses_context_windows(windowed.model_options)
 
 
 def test_fingerprint_reads_weights_and_patches(sd15):
@@ -240,6 +263,26 @@ def test_fingerprint_reads_weights_and_patches(sd15):
     key = next(iter(m.model.state_dict()))
     m.add_patches({key: (torch.ones_like(m.model.state_dict()[key]),)}, 0.5)
     assert cc.model_fingerprint(m, b"t") != fp
+
+
+def test_fingerprint_ignores_1d_parameters_and_module_names_but_not_matrices():
+    """ComfyUI drops unused 1-D parameters between versions (Lumina 2's norm_final.weight
+    from 0.4.x) and renames modules: neither may change a stored calibration's key."""
+    a, b = tf.build_model("lumina2"), tf.build_model("lumina2")
+    fp, legacy = cc.model_fingerprint(a, b"t"), cc.legacy_model_fingerprint(a, b"t")
+    assert cc.model_fingerprint(b, b"t") == fp
+    sd = b.model.diffusion_model.state_dict(keep_vars=True)
+    one_d = next(k for k in sorted(sd) if sd[k].dim() == 1)
+    matrix = next(k for k in sorted(sd) if sd[k].dim() >= 2)
+    with torch.no_grad():
+        sd[one_d].add_(1.0)
+    assert cc.model_fingerprint(b, b"t") == fp and cc.legacy_model_fingerprint(b, b"t") != legacy
+    renamed = b.model.diffusion_model
+    renamed.add_module("renamed_final_layer", renamed._modules.pop("final_layer"))
+    assert cc.model_fingerprint(b, b"t") == fp
+    with torch.no_grad():
+        sd[matrix].mul_(2.0)
+    assert cc.model_fingerprint(b, b"t") != fp
 
 
 @pytest.mark.parametrize("family", ["flux", "hunyuan_video", "ltxv", "wan21"])

@@ -196,12 +196,8 @@ def test_max_consecutive_skips_and_window_through_the_sampler(tiny):
 def test_context_windows_compute_every_call_and_say_why(tiny):
     """ComfyUI's context windows run several latent windows per step under one cond:
     a cache per cond cannot tell them apart, so TeaCache steps aside for such runs."""
-    import comfy.context_windows
-    from comfy_extras.nodes_context_windows import ContextWindowsManualNode
-
     family = tiny("wan21")  # windows over the frames of a video latent
-    windows = ContextWindowsManualNode.execute(family.model, 4, 1, comfy.context_windows.ContextSchedules.STATIC_STANDARD,
-                                               1, False, comfy.context_windows.ContextFuseMethods.PYRAMID, 2).args[0]
+    windows = tf.with_context_windows(family.model, context_length=4, context_overlap=1, dim=2)
     model, stats = teacache(windows, 1e6)
     latent = torch.zeros(1, 16, 6, 8, 8)
     assert torch.equal(ksample(model, family, latent=latent), ksample(windows, family, latent=latent))

@@ -94,6 +94,22 @@ def test_other_weights_find_no_calibration_and_off_never_reads(tiny, tmp_path):
     assert stats[-1]["rescale"].startswith("online ratio")
 
 
+def test_a_calibration_stored_by_fewstep_0_1_is_still_used(tmp_path):
+    """Files saved under the earlier, module-name keyed fingerprint stay readable."""
+    family = tiny("sd15")
+    model, _ = with_teacache(family.model, tmp_path, "calibrate on next run")
+    sample(model, family)
+    legacy = fingerprint(family.model, legacy=True)
+    assert legacy != fingerprint(family.model)
+    doc = json.loads(cal.path_for(tmp_path, fingerprint(family.model)).read_text())
+    cal.path_for(tmp_path, fingerprint(family.model)).unlink()
+    cal.path_for(tmp_path, legacy).write_text(json.dumps({**doc, "fingerprint": legacy}))
+    fresh, stats = with_teacache(family.model, tmp_path, "use stored", threshold=0.6)
+    sample(fresh, family)
+    assert stats[-1]["rescale"] == f"stored fit ({STEPS} steps) (stored by an earlier FewStep)"
+    assert stats[-1]["skipped"] > 0
+
+
 @pytest.mark.parametrize("content", ["{ truncated", json.dumps({"format": cal.FORMAT, "version": 1, "fingerprint": "0" * 64, "fits": {}})])
 def test_corrupt_or_foreign_file_is_logged_and_sampling_goes_on(tiny, tmp_path, caplog, content):
     family = tiny("sd15")

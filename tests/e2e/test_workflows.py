@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, RANDOM_CHECKPOINT
+from comfyui_fewstep.tools.server import PromptRejected
 from comfyui_fewstep.tools.synth_loras import tiny_sd15_lora, write_lora
-from comfyui_fewstep.tools.workflows import api_workflows, load, ui_workflows, validate_api, validate_ui
+from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missing_model_files, load, ui_workflows,
+                                              validate_api, validate_ui, with_missing_model_files)
 
 EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning"}
 LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "FewStepLoraLoader": "lora_name", "UNETLoader": "unet_name",
@@ -65,6 +67,18 @@ def not_installed_here(problem: str) -> bool:
 @pytest.mark.parametrize("path", every_api(), ids=label)
 def test_api_workflow_matches_the_server(path, object_info):
     assert [p for p in validate_api(load(path), object_info) if not not_installed_here(p)] == []
+
+
+@pytest.mark.parametrize("path", every_api(), ids=label)
+def test_api_workflow_links_pass_the_servers_own_validation(path, client):
+    """POST /prompt runs ComfyUI's own validation (link types included: from ComfyUI 0.8.0 a
+    plain v3 combo output is typed "COMBO" and KSampler's list inputs refuse it). With its
+    model files renamed away, the graph must be refused for those alone."""
+    graph = with_missing_model_files(load(path))
+    with pytest.raises(PromptRejected) as refused:
+        client.queue(graph)
+    assert refused.value.payload.get("node_errors"), refused.value.payload
+    assert errors_besides_missing_model_files(graph, refused.value.payload) == []
 
 
 @pytest.mark.parametrize("path", every_ui(), ids=label)
