@@ -83,9 +83,11 @@ def wait_for_done(page, locate: str):
 
 
 def painted(page, locate: str, rgb: tuple[int, int, int]) -> int:
-    """Pixels of the chart's canvas in about this colour."""
+    """Pixels in about this colour inside the chart's plot box (labels and legend are outside)."""
     return page.evaluate(f"""([r, g, b]) => {{ const c = ({locate}).fewstepChart.canvas;
-        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data; let n = 0;
+        const k = window.devicePixelRatio || 1, w = c.width / k, h = c.height / k;
+        const x0 = Math.ceil(49 * k), y0 = Math.ceil(23 * k), x1 = Math.floor((w - 41) * k), y1 = Math.floor((h - 17) * k);
+        const d = c.getContext('2d').getImageData(x0, y0, x1 - x0, y1 - y0).data; let n = 0;
         for (let i = 0; i < d.length; i += 4)
           if (Math.abs(d[i] - r) < 40 && Math.abs(d[i + 1] - g) < 40 && Math.abs(d[i + 2] - b) < 40 && d[i + 3] > 200) n++;
         return n; }}""", list(rgb))

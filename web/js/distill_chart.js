@@ -75,18 +75,19 @@ export function draw(canvas, s) {
   const box = { left: 48, right: width - 40, top: 22, bottom: height - 16 };
   ctx.strokeStyle = "#666";
   ctx.strokeRect(box.left, box.top, box.right - box.left, box.bottom - box.top);
+  const inner = { top: box.top + 6, bottom: box.bottom - 6 }; // points stay off the frame
   const xMax = Math.max(1, s.iterations, ...s.loss.map((p) => p[0]));
-  const x = (it) => box.left + (it / xMax) * (box.right - box.left);
+  const x = (it) => box.left + 6 + (it / xMax) * (box.right - box.left - 12);
   ctx.fillStyle = "#aaa";
   ctx.fillText("0", box.left, height - 3);
   ctx.fillText(String(xMax), box.right - ctx.measureText(String(xMax)).width, height - 3);
   const drawn = { loss: 0, heldout: 0 };
   if (s.loss.length) {
     const [lo, hi] = span(s.loss.map((p) => Math.log10(p[1])), 0.5);
-    const y = (v) => box.bottom - ((Math.log10(v) - lo) / (hi - lo)) * (box.bottom - box.top);
+    const y = (v) => inner.bottom - ((Math.log10(v) - lo) / (hi - lo)) * (inner.bottom - inner.top);
     ctx.fillStyle = LOSS_COLOR;
-    ctx.fillText((10 ** hi).toExponential(1), 2, box.top + 8);
-    ctx.fillText((10 ** lo).toExponential(1), 2, box.bottom);
+    ctx.fillText((10 ** hi).toExponential(1), 2, inner.top + 4);
+    ctx.fillText((10 ** lo).toExponential(1), 2, inner.bottom + 4);
     ctx.strokeStyle = LOSS_COLOR;
     ctx.lineWidth = 1.5;
     ctx.beginPath();
@@ -97,10 +98,10 @@ export function draw(canvas, s) {
   }
   if (s.heldout.length) {
     const [lo, hi] = span(s.heldout.map((p) => p[1]), 1);
-    const y = (db) => box.bottom - ((db - lo) / (hi - lo)) * (box.bottom - box.top);
+    const y = (db) => inner.bottom - ((db - lo) / (hi - lo)) * (inner.bottom - inner.top);
     ctx.fillStyle = PSNR_COLOR;
-    ctx.fillText(`${hi.toFixed(1)} dB`, box.right + 2, box.top + 8);
-    ctx.fillText(`${lo.toFixed(1)} dB`, box.right + 2, box.bottom);
+    ctx.fillText(`${hi.toFixed(1)} dB`, box.right + 2, inner.top + 4);
+    ctx.fillText(`${lo.toFixed(1)} dB`, box.right + 2, inner.bottom + 4);
     for (const [it, db] of s.heldout) {
       ctx.beginPath();
       ctx.arc(x(it), y(db), 3.5, 0, 2 * Math.PI);
