@@ -119,7 +119,8 @@ def test_the_chart_draws_a_real_training_run_on_the_node(page, server, artifacts
     assert chart["widgets"] == before, "the chart is a display: the node's saved inputs stay the same"
     assert painted(page, locate, (0x4E, 0xA1, 0xFF)) > 20  # the loss line
     assert painted(page, locate, (0xFF, 0xB3, 0x47)) > 20  # the held-out points
-    page.evaluate(f"() => {{ app.canvas.centerOnNode({locate}); app.canvas.setDirty(true, true); }}")
+    page.evaluate(f"""() => {{ const n = {locate}; app.canvas.ds.scale = 1;
+        app.canvas.ds.offset = [300 - n.pos[0], 960 - n.pos[1] - n.size[1]]; app.canvas.setDirty(true, true); }}""")
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / "browser-distill-chart.png"))
     assert page.fewstep_errors == []
