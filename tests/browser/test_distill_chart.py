@@ -141,3 +141,26 @@ def test_the_chart_finds_the_trainer_inside_a_subgraph(page, server, artifacts):
     assert {e["node"] for e in events} == {f"{outer}:{inner}"}  # the execution id of the inner node
     assert painted(page, locate, (0x4E, 0xA1, 0xFF)) > 20
     assert page.fewstep_errors == []
+
+
+def test_a_resumed_run_extends_the_curve_and_a_new_run_starts_a_new_one(page):
+    """The series logic of the extension itself, fed event payloads as the server sends them."""
+    seen = page.evaluate("""async () => {
+        const m = await import('/extensions/comfyui-fewstep/js/distill_chart.js');
+        let s = null;
+        for (const it of [1, 2, 3]) s = m.record(s, {node: '5', iteration: it, iterations: 10, loss: 1 / it});
+        s = m.record(s, {node: '5', iteration: 4, iterations: 10, loss: null});  // a NaN loss arrives as null
+        s = m.record(s, {node: '5', iteration: 5, iterations: 10, loss: 0.2});   // resumed after Cancel at 3
+        const resumed = s.loss.map((p) => p[0]);
+        s = m.record(s, {node: '5', iteration: 10, iterations: 10, heldout_psnr: 30.5, done: true});
+        const finished = {done: s.done, heldout: s.heldout, text: m.summary(s)};
+        s = m.record(s, {node: '5', iteration: 1, iterations: 6, loss: 2});      // the next run
+        return {resumed, finished, next: {loss: s.loss, iterations: s.iterations, done: s.done},
+                missing: m.findNode('999:1') === null && m.findNode(null) === null};
+    }""")
+    assert seen["resumed"] == [1, 2, 3, 5]
+    assert seen["finished"] == {"done": True, "heldout": [[10, 30.5]],
+                                "text": "iteration 10/10 \u00b7 loss 2.00e-1 \u00b7 held-out 30.50 dB \u00b7 done"}
+    assert seen["next"] == {"loss": [[1, 2]], "iterations": 6, "done": False}
+    assert seen["missing"] is True
+    assert page.fewstep_errors == []
