@@ -105,3 +105,13 @@ def test_use_distilled_lora_loads_the_file_with_its_preset_and_draws_what_the_tr
     # as weight wrappers, the loader bakes them in: a few ulps, at most one 8-bit level.
     assert loaded.shape == direct.shape == (4, 32, 32, 3)
     assert np.abs(loaded - direct).max() <= 1 / 255 + 1e-6
+
+
+def test_the_ui_trainer_holds_the_api_settings_in_widget_order(client):
+    """The UI file stores widget values by position: they must be the API file's inputs."""
+    info = client.object_info()["FewStepDistillTrainer"]
+    api = load(WORKFLOWS / "api" / f"{TRAIN}.json")
+    inputs = api[nodes_of(api, "FewStepDistillTrainer")[0]]["inputs"]
+    ui = next(n for n in load(WORKFLOWS / f"{TRAIN}.json")["nodes"] if n["type"] == "FewStepDistillTrainer")
+    widgets = [name for name in info["input_order"]["required"] if not isinstance(inputs[name], list)]
+    assert ui["widgets_values"] == [inputs[name] for name in widgets]
