@@ -13,6 +13,9 @@ from .tiny_models import install_checkpoint, tiny_sd15_checkpoint
 
 DEFAULT_CHECKPOINT = "fewstep-digits-teacher.safetensors"
 RANDOM_CHECKPOINT = "fewstep-tiny-random-sd15.safetensors"
+# What workflows/distill_then_use.json saves on its first run (the trainer numbers its
+# files), and what workflows/use_distilled_lora.json loads: built here, never downloaded.
+DISTILLED_LORA = "fewstep_digits_distill_00001.safetensors"
 
 
 def install_default_models(models_dir: Path) -> list[str]:

@@ -16,13 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, RANDOM_CHECKPOINT
+from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, DISTILLED_LORA, RANDOM_CHECKPOINT
 from comfyui_fewstep.tools.server import PromptRejected
 from comfyui_fewstep.tools.synth_loras import tiny_sd15_lora, write_lora
 from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missing_model_files, load, ui_workflows,
                                               validate_api, validate_ui, with_missing_model_files)
 
-EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning"}
+EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning",
+            "distill_then_use", "use_distilled_lora"}
 LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "FewStepLoraLoader": "lora_name", "UNETLoader": "unet_name",
            "CLIPLoader": "clip_name", "VAELoader": "vae_name"}
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
@@ -90,8 +91,9 @@ def test_ui_workflow_matches_the_server_and_lists_its_models(path, object_info):
             continue
         file_name = node["widgets_values"][0]
         models = node.get("properties", {}).get("models", [])
-        if file_name in (DEFAULT_CHECKPOINT, RANDOM_CHECKPOINT):
-            # Built here by `make models`/`make serve`: a download link would point nowhere.
+        if file_name in (DEFAULT_CHECKPOINT, RANDOM_CHECKPOINT, DISTILLED_LORA):
+            # Built here (`make models`/`make serve`, or trained by distill_then_use): a download
+            # link would point nowhere.
             assert models == [], f"{path.name}: {file_name} is built locally and must not offer a download"
             continue
         assert [m["name"] for m in models] == [file_name], f"{path.name}: {node['type']} does not list {file_name}"
