@@ -12,9 +12,11 @@
     teacher.py      teacher samples through KSampler, cached in <user>/fewstep/teacher_cache (hook)
     adapters.py     trainable adapters as weight wrappers on a clone (hook)
     student.py      the differentiable euler/lcm student sampler (hook)
+    collective.py   torch.distributed glue: gradient all-reduce, barriers, batch shards (pure)
     distill.py      the training loop: train(config, model, clip, folder, callbacks) (hook)
+    cli.py          the headless entry point (tools/distill_cli.py), torchrun / accelerate (hook)
 
 HOOK_MODULES lists the modules that import ComfyUI.
 """
 
-HOOK_MODULES = ("teacher", "adapters", "student", "distill")
+HOOK_MODULES = ("teacher", "adapters", "student", "distill", "cli")

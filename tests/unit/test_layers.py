@@ -18,8 +18,9 @@ def module_parts(path, root=FEWSTEP):
     return parts[:-1] if parts[-1] == "__init__" else parts
 
 
-def comfy_reaches(path, root=FEWSTEP):
-    """Each import in the file of ComfyUI or of a FewStep hook module, with its line."""
+def comfy_reaches(path, root=FEWSTEP, hooks=HOOK_MODULES):
+    """Each import in the file of ComfyUI or of a FewStep hook module, with its line. For
+    trainers/, `hooks` also names fewstep's hook modules ("fewstep.<module>")."""
     parts = module_parts(path, root)
     package = parts if path.name == "__init__.py" else parts[:-1]
     found = []
@@ -33,7 +34,7 @@ def comfy_reaches(path, root=FEWSTEP):
         elif isinstance(node, ast.ImportFrom):
             base = package[:len(package) - (node.level - 1)] + (node.module.split(".") if node.module else [])
             for target in [base] + [base + [alias.name] for alias in node.names]:
-                if ".".join(target) in HOOK_MODULES:
+                if ".".join(target) in hooks:
                     found.append(f"hook module {'.'.join(target)} (line {node.lineno})")
     return found
 
@@ -59,3 +60,17 @@ def test_the_check_sees_function_local_and_relative_imports(tmp_path):
                       "    from folder_paths import y\n    from .. import comfy_compat\n    from .apply import z\n")
     assert comfy_reaches(source, root=tmp_path) == ["comfy.model_management (line 5)", "folder_paths (line 6)",
                                      "hook module comfy_compat (line 7)", "hook module lora.apply (line 8)"]
+
+
+TRAINERS = rt.REPO_ROOT / "trainers"
+
+
+def test_the_trainer_engine_keeps_the_same_layers():
+    from comfyui_fewstep.trainers import HOOK_MODULES as TRAINER_HOOKS
+
+    hooks = set(TRAINER_HOOKS) | {f"fewstep.{name}" for name in HOOK_MODULES} | {"tools.comfy_runtime"}
+    offenders = {".".join(module_parts(p, TRAINERS)): comfy_reaches(p, TRAINERS, hooks)
+                 for p in sorted(TRAINERS.rglob("*.py")) if ".".join(module_parts(p, TRAINERS)) not in TRAINER_HOOKS}
+    assert {name: found for name, found in offenders.items() if found} == {}
+    for name in TRAINER_HOOKS:
+        assert comfy_reaches(TRAINERS / f"{name}.py", TRAINERS, hooks), f"{name} is listed but reaches no ComfyUI"
