@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from comfyui_fewstep.tools.graphs import txt2img
 
 
