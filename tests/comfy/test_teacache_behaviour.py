@@ -9,6 +9,7 @@ import torch
 
 from comfyui_fewstep.fewstep.caching.state import Settings
 from comfyui_fewstep.fewstep.caching.hooks import KEY, apply_teacache
+from comfyui_fewstep.tools import tiny_families as tf
 
 # Module-wide: one quiet thread, tiny models built once and released after the module.
 pytestmark = pytest.mark.usefixtures("tiny")

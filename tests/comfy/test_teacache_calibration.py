@@ -94,7 +94,7 @@ def test_other_weights_find_no_calibration_and_off_never_reads(tiny, tmp_path):
     assert stats[-1]["rescale"].startswith("online ratio")
 
 
-def test_a_calibration_stored_by_fewstep_0_1_is_still_used(tmp_path):
+def test_a_calibration_stored_by_fewstep_0_1_is_still_used(tiny, tmp_path):
     """Files saved under the earlier, module-name keyed fingerprint stay readable."""
     family = tiny("sd15")
     model, _ = with_teacache(family.model, tmp_path, "calibrate on next run")
