@@ -3,7 +3,7 @@ data-parallel under torchrun / accelerate launch.
 
     python custom_nodes/comfyui-fewstep/tools/distill_cli.py --config distill.toml
     torchrun --nproc_per_node 2 custom_nodes/comfyui-fewstep/tools/distill_cli.py --config distill.toml
-    accelerate launch --num_processes 2 custom_nodes/comfyui-fewstep/tools/distill_cli.py --config distill.toml
+    accelerate launch --multi_gpu --num_processes 2 custom_nodes/comfyui-fewstep/tools/distill_cli.py --config ...
 
 The config (TOML, or the JSON the node writes beside its LoRA):
 

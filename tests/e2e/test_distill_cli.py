@@ -113,3 +113,34 @@ def test_a_bad_config_fails_before_loading_anything(tmp_path):
     done = launch(config)
     assert done.returncode != 0
     assert "prompt list is empty" in done.stderr and "rank 0" in done.stderr
+
+
+def test_sigterm_to_torchrun_saves_one_consistent_checkpoint(work, single):
+    """torchrun forwards SIGTERM; both processes agree on the iteration to stop at, one writes."""
+    import signal
+    import time
+
+    folder, checkpoint = work
+    config = write_config(folder / "term", checkpoint, "term", iterations=400)
+    env = {**os.environ, "COMFYUI_PATH": str(rt.find_comfyui()), "OMP_NUM_THREADS": "1"}
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    proc = subprocess.Popen([torchrun, "--standalone", "--nproc_per_node=2", str(SCRIPT), "--config", str(config)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("[train] 10/"):
+                break
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=300)
+    finally:
+        proc.kill()
+    loras = folder / "term" / "loras"
+    deadline = time.time() + 30
+    while time.time() < deadline and not list(loras.glob("*.distill")):
+        time.sleep(1)
+    names = sorted(p.name for p in loras.iterdir())
+    assert len(names) == 2 and names[0] == "term_00001.distill" and names[1].startswith("term_00001_it")
+    from comfyui_fewstep.trainers.files import load_resume
+
+    _, state = load_resume(loras / names[0])
+    assert names[1] == f"term_00001_it{state['iteration']:06d}.safetensors" and 10 <= state["iteration"] < 400
