@@ -50,7 +50,13 @@ def test_training_runs_inside_the_server_and_the_lora_is_listed(server, client):
     name = "server_attention_00001.safetensors"
     assert client.get_json("/models/loras").count(name) == 1
     assert name in client.object_info()["LoraLoader"]["input"]["required"]["lora_name"][0]
-    assert run_files(server, "server_attention") == ["server_attention_00001.distill", name]
+    assert run_files(server, "server_attention") == ["server_attention_00001.distill", "server_attention_00001.json",
+                                                     name]
+    # the headless config the node writes beside the LoRA, rebuilt from the graph (tools/distill_cli.py runs it)
+    headless = json.loads((loras_folder(server) / "server_attention_00001.json").read_text())
+    assert headless["checkpoint"] == DEFAULT_CHECKPOINT and headless["loras"] == []
+    assert headless["prompts"] == SMALL["prompts"].splitlines()
+    assert headless["distill"]["target"] == "attention" and headless["distill"]["lora_name"] == "server_attention"
 
     # Gradients flowed under the server's inference_mode: LoRA "down" weights start at zero
     # (ComfyUI's LoRAAdapter.create_train) and only an optimizer step moves them.
