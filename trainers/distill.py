@@ -241,11 +241,12 @@ def train(config: DistillConfig, model, clip, output_folder: Path, callbacks: Ca
     with torch.inference_mode(False):
         prompts = teacher.encode(clip, config)
         samples = planning.samples(config)
-        generated, reused = teacher.generate(model, prompts, samples, config,
+        paths = teacher.cache_paths(model, prompts, samples, config)
+        generated, reused = teacher.generate(model, prompts, samples, paths, config,
                                              lambda d, t: cb.progress("teacher", d, t), cb.log, cb.check_interrupt,
                                              shard=(collective.rank, collective.world))
         collective.barrier()  # every rank's samples are on disk before anyone reads them
-        targets = teacher.load(model, prompts, samples, config)
+        targets = teacher.load(paths)
         t_teacher = time.perf_counter() - t0
         run = _Run(config, model, prompts, samples, targets, cb, collective)
         try:

@@ -97,25 +97,28 @@ def cache_dir() -> Path:
     return comfy_compat.user_data_dir(CACHE_FOLDER)
 
 
-def generate(model, prompts: Prompts, plan: list[Sample], config: DistillConfig, progress, log,
+def cache_paths(model, prompts: Prompts, plan: list[Sample], config: DistillConfig) -> list[Path]:
+    """The cache file of every sample of `plan`, in plan order (the weights are hashed once)."""
+    folder, teacher_key = cache_dir(), model_key(model)
+    return [folder / f"{sample_key(teacher_key, prompts.positive[s.prompt_index], prompts.negative, s, config)}"
+                     ".safetensors" for s in plan]
+
+
+def generate(model, prompts: Prompts, plan: list[Sample], paths: list[Path], config: DistillConfig, progress, log,
              check_interrupt, shard: tuple[int, int] = (0, 1)) -> tuple[int, int]:
-    """Make sure every sample of `plan` is in the cache; returns (generated, reused).
+    """Make sure every sample of `plan` is at its path; returns (generated, reused).
 
     With shard = (rank, world), this process generates only samples i % world == rank;
     each file is written once (atomic rename), so ranks can share one cache folder."""
-    folder = cache_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    teacher_key = model_key(model)
-    todo = [(i, s) for i, s in enumerate(plan)
-            if not (folder / f"{sample_key(teacher_key, prompts.positive[s.prompt_index], prompts.negative, s, config)}"
-                    ".safetensors").exists()]
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    todo = [(i, s) for i, s in enumerate(plan) if not paths[i].exists()]
     reused = len(plan) - len(todo)
     mine = [(i, s) for i, s in todo if i % shard[1] == shard[0]]
     if reused:
-        log(f"FewStep Distill: reusing {reused} of {len(plan)} teacher samples from {folder}")
+        log(f"FewStep Distill: reusing {reused} of {len(plan)} teacher samples from {cache_dir()}")
     bar, comfy.utils.PROGRESS_BAR_ENABLED = comfy.utils.PROGRESS_BAR_ENABLED, False
     try:
-        for done, (_, s) in enumerate(mine):
+        for done, (i, s) in enumerate(mine):
             check_interrupt()
             latent = empty_latent(model, config, 1)
             positive = prompts.positive[s.prompt_index]
@@ -123,22 +126,16 @@ def generate(model, prompts: Prompts, plan: list[Sample], config: DistillConfig,
                 out = comfy.sample.sample(model, noise_for(latent, s.seed), config.teacher_steps, config.teacher_cfg,
                                           config.teacher_sampler, config.teacher_scheduler, positive, prompts.negative,
                                           latent, seed=s.seed, disable_pbar=True)
-            key = sample_key(teacher_key, positive, prompts.negative, s, config)
             meta = {"prompt": s.prompt, "seed": str(s.seed), "width": str(config.width), "height": str(config.height),
                     "settings": json.dumps({"steps": config.teacher_steps, "cfg": config.teacher_cfg,
                                             "sampler": config.teacher_sampler, "scheduler": config.teacher_scheduler})}
-            save_tensors(folder / f"{key}.safetensors", {"latent": out.detach().to("cpu", torch.float32).clone()}, meta)
+            save_tensors(paths[i], {"latent": out.detach().to("cpu", torch.float32).clone()}, meta)
             progress(done + 1, len(mine))
     finally:
         comfy.utils.PROGRESS_BAR_ENABLED = bar
     return len(mine), reused
 
 
-def load(model, prompts: Prompts, plan: list[Sample], config: DistillConfig) -> torch.Tensor:
-    """(N, C, ...) teacher latents of `plan`, in plan order (after generate)."""
-    folder, teacher_key = cache_dir(), model_key(model)
-    rows = []
-    for s in plan:
-        key = sample_key(teacher_key, prompts.positive[s.prompt_index], prompts.negative, s, config)
-        rows.append(load_file(str(folder / f"{key}.safetensors"))["latent"])
-    return torch.cat(rows)
+def load(paths: list[Path]) -> torch.Tensor:
+    """(N, C, ...) teacher latents from `paths` (after generate)."""
+    return torch.cat([load_file(str(p))["latent"] for p in paths])

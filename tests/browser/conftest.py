@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 PACK_URL_PART = "/extensions/comfyui-fewstep/"
-PACK_EXTENSIONS = ("FewStep.CacheStats", "FewStep.Compare", "FewStep.PresetBadge")
+PACK_EXTENSIONS = ("FewStep.CacheStats", "FewStep.Compare", "FewStep.DistillChart", "FewStep.PresetBadge")
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT
 from comfyui_fewstep.tools.graphs import Graph
 from comfyui_fewstep.tools.teacher import prompt_for
 
-PACK_URL_PART = "/extensions/comfyui-fewstep/"
 ITERATIONS, SAVE_EVERY = 4, 2
 TRAINER = dict(prompts="\n".join(prompt_for(d) for d in (3, 7)), negative="", width=32, height=32, teacher_steps=6,
                teacher_cfg=5.0, teacher_sampler="euler", teacher_scheduler="normal", student_steps=2,
@@ -31,33 +30,16 @@ def trainer_graph(lora_name: str) -> tuple[Graph, str]:
 
 
 @pytest.fixture(scope="module")
-def page(server, artifacts):
-    from playwright.sync_api import sync_playwright
+def page_options(server) -> dict:
+    return {"viewport": {"width": 1400, "height": 1000}}
 
-    from comfyui_fewstep.tools.browser import launch
 
-    client = server.client()
-    client._request("/settings/Comfy.TutorialCompleted", True)
-    client._request("/settings/Comfy.Workflow.ShowMissingModelsWarning", False)
-    with sync_playwright() as pw:
-        browser = launch(pw)
-        pg = browser.new_context(viewport={"width": 1400, "height": 1000}).new_page()
-        pg.fewstep_errors = []
-
-        def on_console(msg):
-            where = msg.location.get("url", "") if msg.location else ""
-            if msg.type == "error" and (PACK_URL_PART in where or PACK_URL_PART in msg.text):
-                pg.fewstep_errors.append(f"{where}: {msg.text}")
-
-        pg.on("console", on_console)
-        pg.on("pageerror", lambda exc: PACK_URL_PART in (exc.stack or "") and pg.fewstep_errors.append(str(exc)))
-        pg.goto(server.url, wait_until="domcontentloaded")
-        pg.wait_for_function("() => window.app && app.graph && app.extensions?.some(e => e.name === 'FewStep.DistillChart')",
-                             timeout=90_000)
-        pg.evaluate(f"""() => {{ window.fewstepDistillEvents = [];
-            window.comfyAPI.api.api.addEventListener('fewstep.distill', (e) => window.fewstepDistillEvents.push(e.detail)); }}""")
-        yield pg
-        browser.close()
+@pytest.fixture(scope="module")
+def page(page):
+    """The tier's page, also recording every "fewstep.distill" event the frontend receives."""
+    page.evaluate("""() => { window.fewstepDistillEvents = [];
+        window.comfyAPI.api.api.addEventListener('fewstep.distill', (e) => window.fewstepDistillEvents.push(e.detail)); }""")
+    return page
 
 
 def report_of(client, lora_prefix: str, timeout: float = 60) -> str:
