@@ -4,18 +4,13 @@ processes, and refuses a bad config before loading anything."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
-from comfyui_fewstep.tools import comfy_runtime as rt
 
-SCRIPT = rt.REPO_ROOT / "tools" / "distill_cli.py"
 SETTINGS = """
 [distill]
 width = 32
@@ -43,16 +38,6 @@ def write_config(folder: Path, checkpoint: Path, name: str, iterations: int, res
     return config
 
 
-def launch(config: Path, processes: int = 1) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COMFYUI_PATH": str(rt.find_comfyui()), "OMP_NUM_THREADS": "1"}
-    if processes == 1:
-        cmd = [sys.executable, str(SCRIPT), "--config", str(config)]
-    else:
-        torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-        cmd = [torchrun, "--standalone", f"--nproc_per_node={processes}", str(SCRIPT), "--config", str(config)]
-    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1800)
-
-
 def lora(path: Path) -> dict[str, torch.Tensor]:
     from safetensors.torch import load_file
 
@@ -65,9 +50,9 @@ def work(tmp_path_factory, tiny_sd15_path):
 
 
 @pytest.fixture(scope="module")
-def single(work):
+def single(work, distill_cli):
     folder, checkpoint = work
-    done = launch(write_config(folder / "one", checkpoint, "solo", iterations=4))
+    done = distill_cli.run(write_config(folder / "one", checkpoint, "solo", iterations=4))
     assert done.returncode == 0, done.stderr[-3000:]
     return folder / "one" / "loras" / "solo_00001.safetensors", done
 
@@ -83,9 +68,9 @@ def test_the_cli_writes_a_lora_core_loraloader_reads_and_prints_the_report(singl
     assert "held-out" in done.stdout and path.with_suffix(".distill").exists()
 
 
-def test_two_processes_under_torchrun_train_the_same_student(work, single):
+def test_two_processes_under_torchrun_train_the_same_student(work, single, distill_cli):
     folder, checkpoint = work
-    done = launch(write_config(folder / "two", checkpoint, "duo", iterations=4), processes=2)
+    done = distill_cli.run(write_config(folder / "two", checkpoint, "duo", iterations=4), processes=2)
     assert done.returncode == 0, done.stderr[-3000:]
     a, b = lora(single[0]), lora(folder / "two" / "loras" / "duo_00001.safetensors")
     assert a.keys() == b.keys()
@@ -95,37 +80,35 @@ def test_two_processes_under_torchrun_train_the_same_student(work, single):
         assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
 
 
-def test_resume_with_another_number_of_processes(work, single):
+def test_resume_with_another_number_of_processes(work, single, distill_cli):
     folder, checkpoint = work
-    first = launch(write_config(folder / "resume", checkpoint, "half", iterations=2), processes=2)
+    first = distill_cli.run(write_config(folder / "resume", checkpoint, "half", iterations=2), processes=2)
     assert first.returncode == 0, first.stderr[-3000:]
     config = write_config(folder / "resume", checkpoint, "half", iterations=4, resume="half_00001.distill")
-    second = launch(config, processes=1)
+    second = distill_cli.run(config, processes=1)
     assert second.returncode == 0, second.stderr[-3000:]
     a, b = lora(single[0]), lora(folder / "resume" / "loras" / "half_00002.safetensors")
     for k in a:
         assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
 
 
-def test_a_bad_config_fails_before_loading_anything(tmp_path):
+def test_a_bad_config_fails_before_loading_anything(tmp_path, distill_cli):
     config = tmp_path / "bad.toml"
     config.write_text('checkpoint = "nowhere.safetensors"\nprompts = []\n[distill]\nrank = 0\n')
-    done = launch(config)
+    done = distill_cli.run(config)
     assert done.returncode != 0
     assert "prompt list is empty" in done.stderr and "rank 0" in done.stderr
 
 
-def test_sigterm_to_torchrun_saves_one_consistent_checkpoint(work, single):
+def test_sigterm_to_torchrun_saves_one_consistent_checkpoint(work, single, distill_cli):
     """torchrun forwards SIGTERM; both processes agree on the iteration to stop at, one writes."""
     import signal
     import time
 
     folder, checkpoint = work
     config = write_config(folder / "term", checkpoint, "term", iterations=400)
-    env = {**os.environ, "COMFYUI_PATH": str(rt.find_comfyui()), "OMP_NUM_THREADS": "1"}
-    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
-    proc = subprocess.Popen([torchrun, "--standalone", "--nproc_per_node=2", str(SCRIPT), "--config", str(config)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(distill_cli.command(config, processes=2), env=distill_cli.env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         for line in proc.stdout:
             if line.startswith("[train] 10/"):

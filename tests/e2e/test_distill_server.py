@@ -11,6 +11,7 @@ import json
 import time
 
 import pytest
+import torch
 from safetensors import safe_open
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT
@@ -43,10 +44,17 @@ def run_files(server, stem: str) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if stem in p.name) if folder.is_dir() else []
 
 
-def test_training_runs_inside_the_server_and_the_lora_is_listed(server, client):
+@pytest.fixture(scope="module")
+def attention_run(server):
+    """One finished training run in the server (target "attention"): (result, trainer node id)."""
     graph, trainer = trainer_graph("server_attention")
-    result = client.run(graph)
+    result = server.client().run(graph)
     assert result.status == "success", result.error
+    return result, trainer
+
+
+def test_training_runs_inside_the_server_and_the_lora_is_listed(server, client, attention_run):
+    result, trainer = attention_run
     name = "server_attention_00001.safetensors"
     assert client.get_json("/models/loras").count(name) == 1
     assert name in client.object_info()["LoraLoader"]["input"]["required"]["lora_name"][0]
@@ -73,6 +81,27 @@ def test_training_runs_inside_the_server_and_the_lora_is_listed(server, client):
     assert all(e["iterations"] == 4 and e["loss"] > 0 for e in events if "loss" in e)
     assert events[-1]["done"] is True and isinstance(events[-1]["heldout_psnr"], float)
     assert any(e["node"] == trainer for e in result.events_of("progress"))
+
+
+def test_the_config_the_node_wrote_reproduces_its_run_headless(server, attention_run, distill_cli, tmp_path):
+    """The user's path from a graph to torchrun: run tools/distill_cli.py on the `<lora>.json`
+    the node wrote. In the same ComfyUI install the checkpoint name and the user folder (its
+    teacher cache) resolve as in the server; here they are the test server's, so the copy
+    names them. Same settings, seeds and teacher samples, and the server's thread count:
+    the weights come out bit-identical."""
+    config = json.loads((loras_folder(server) / "server_attention_00001.json").read_text())
+    config.update(checkpoint=str(server.base / "models" / "checkpoints" / config["checkpoint"]), output="loras",
+                  user_directory=str(server.base / "user"))
+    (tmp_path / "node.json").write_text(json.dumps(config))
+    done = distill_cli.run(tmp_path / "node.json", threads=None)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "reusing 6 of 6 teacher samples" in done.stdout, done.stdout[-2000:]
+    from safetensors.torch import load_file
+
+    node = load_file(str(loras_folder(server) / "server_attention_00001.safetensors"))
+    headless = load_file(str(tmp_path / "loras" / "server_attention_00001.safetensors"))
+    assert node.keys() == headless.keys()
+    assert all(torch.equal(node[k], headless[k]) for k in node)
 
 
 @pytest.mark.parametrize("change, message", [
