@@ -21,6 +21,7 @@ class BenchContext:
     out_dir: Path
     date: str = field(default_factory=harness.today)
     log: Callable[[str], None] = print
+    families: dict[str, Callable[["BenchContext"], list]] = field(default_factory=dict)  # name -> rows function
     _memo: dict = field(default_factory=dict)
     _models: dict = field(default_factory=dict)
 
@@ -49,6 +50,11 @@ class BenchContext:
         if key not in self._memo:
             self._memo[key] = build()
         return self._memo[key]
+
+    def family(self, name: str) -> list:
+        """The tables of row family `name`, run once per bench process: a family that draws
+        on another's results (the frontier chart) asks for them here."""
+        return self.memo(("family-tables", name), lambda: self.families[name](self))
 
     # ---- full-size random models: one at a time, they are large ---------------------------
     def random_model(self, layout: str):

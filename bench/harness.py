@@ -22,7 +22,7 @@ import statistics
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 
 # --------------------------------------------------------------------------- timing
@@ -348,23 +348,29 @@ def plot_curves(path: Path, series: Sequence[Series], *, xlabel: str, ylabel: st
 
 def plot_panels(path: Path, panels: Sequence[tuple[str, Sequence[Series]]], *, xlabel: str, title: str,
                 annotations: Sequence[Sequence[str]] | None = None, logy: bool = False,
-                xticks: Sequence[float] | None = None) -> Path:
+                xticks: Sequence[float] | None = None, styles: Mapping[str, dict] | None = None) -> Path:
     """Side-by-side panels sharing the x axis, one (ylabel, series) each; PNG via matplotlib's
     Agg backend (no display needed). Non-finite points (e.g. an infinite PSNR) are left out;
     a panel whose label ends in "(%)" spans 0-100; `xticks` puts the x axis on a log2 scale
-    with exactly those ticks (e.g. step counts 1, 2, 4, 8)."""
+    with exactly those ticks (e.g. step counts 1, 2, 4, 8); `styles[label]` overrides a series'
+    matplotlib line style. Past 6 series the legend goes below the panels, off the data."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), dpi=110, squeeze=False)
+    legend_rows = math.ceil(max(len(series) for _, series in panels) / 3)
+    below = legend_rows > 2
+    height = 4.2 + (0.22 * legend_rows if below else 0)
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), height), dpi=110, squeeze=False)
     for ax, (ylabel, series) in zip(axes[0], panels):
         for i, (label, xs, ys) in enumerate(series):
             pts = [(x, y, j) for j, (x, y) in enumerate(zip(xs, ys)) if y is not None and math.isfinite(y)]
             if not pts:
                 continue
-            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], marker="o", label=label)
+            style = {"marker": "o", "color": f"C{i % 10}", "linestyle": "-" if i < 10 else "--",
+                     **(styles or {}).get(label, {})}
+            ax.plot([x for x, _, _ in pts], [y for _, y, _ in pts], label=label, **style)
             if annotations:
                 for x, y, j in pts:
                     ax.annotate(annotations[i][j], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
@@ -378,9 +384,15 @@ def plot_panels(path: Path, panels: Sequence[tuple[str, Sequence[Series]]], *, x
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        if not below:
+            ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    if below:
+        handles, labels = axes[0][0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8, frameon=False)
+        fig.tight_layout(rect=(0, 0.22 * legend_rows / height + 0.02, 1, 1))
+    else:
+        fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)

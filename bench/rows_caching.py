@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from . import harness
+from . import frontier, harness
 from .context import BenchContext
 from .harness import Column, Table
 from .methods import MAX_ABS, METHOD, PROMPTED, WALL_BATCH1, Method
@@ -66,7 +66,10 @@ def caching_rows(ctx: BenchContext, methods: Sequence[Method] = PEERS) -> list[T
         if node is None:
             continue
         for t in thresholds or m.values:
-            configs.append((m, t, m.apply(node, tb.model, t)))
+            model = m.apply(node, tb.model, t)
+            if m.settings.get("calibrate_first"):  # on a seed outside the scored samples
+                tb.calibration_run(model)
+            configs.append((m, t, model))
 
     # Wall time: batch-1 runs, every config interleaved with the uncached teacher.
     variants = {f"{m.label}@{t}": tb.timing_run(model) for m, t, model in configs}
@@ -81,8 +84,9 @@ def caching_rows(ctx: BenchContext, methods: Sequence[Method] = PEERS) -> list[T
     curves: dict[str, tuple[list, list, list, list]] = {}  # label -> skipped, psnr, prompted, thresholds
     for m, t, model in configs:
         ctx.log(f"  quality {m.label} threshold {t}")
-        s = tb.sample_set(model)
-        q = tb.quality(s, ref)
+        s, q = tb.scored(ctx, (m.label, t), model)
+        frontier.record(ctx, frontier.Point(m.label, f"{t:g}", m.provider, s.evals_per_sample, q.psnr_db, q.prompted,
+                                            model))
         tm = timings[f"{m.label}@{t}"]
         table.add(m.provider, method=m.label, threshold=t, calls=s.calls_per_run,
                   skipped=ref.calls_per_run - s.calls_per_run, timed_calls=tm.result, wall=tm.median,

@@ -10,7 +10,7 @@ student's entry does.
 
 from __future__ import annotations
 
-from . import harness
+from . import frontier, harness
 from .context import BenchContext
 from .harness import Column, Table
 from .methods import MAX_ABS, METHOD, PROMPTED, WALL_BATCH1, Method
@@ -76,8 +76,9 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
     curves: dict[str, tuple[list, list, list]] = {}  # label -> steps, psnr, prompted
     for m, n, model, over in configs:
         ctx.log(f"  quality {m.label} {n} steps")
-        s = tb.sample_set(model, **over)
-        q = tb.quality(s, ref)
+        s, q = tb.scored(ctx, (m.label, n), model, **over)
+        frontier.record(ctx, frontier.Point(m.label, f"{n}", m.provider, s.evals_per_sample, q.psnr_db, q.prompted,
+                                            model, over))
         tm = timings[f"{m.label}@{n}"]
         table.add(m.provider, method=m.label, steps=n, calls=s.calls_per_run, wall=tm.median,
                   speedup=harness.speedup(base, tm), psnr=q.psnr_db, max_abs=q.max_abs, prompted=q.prompted,

@@ -4,10 +4,10 @@
   methods in TEACACHE run there next to the peers (bench/run.py passes both lists), so
   they are measured exactly like them.
   * "FewStep TeaCache": calibration off (the online estimate; nothing stored).
-  * "FewStep TeaCache (calibrated)": calibration "calibrate on next run": the first
-    sampling run of each config (the timing warm-up: one batch-1 run of digit 7) computes
-    every step and fits the polynomial; every later run uses it. The file goes to a
-    temporary folder, never to ComfyUI's user folder.
+  * "FewStep TeaCache (calibrated)": calibration "calibrate on next run", fulfilled by one
+    batch-1 run on a seed outside the scored samples (TeacherBench.calibration_run), which
+    computes every step and fits the polynomial; every later run uses it. The file goes to
+    a temporary folder, never to ComfyUI's user folder.
   Skipped calls are counted by rows_caching's innermost DIFFUSION_MODEL counter: the
   generic indicator skips above the UNet, so a skipped call never reaches it.
 - `teacache_overhead`: what FewStep TeaCache costs when it skips nothing (threshold 0:
@@ -52,7 +52,8 @@ def _calibrated(node, model, t):
 
 TEACACHE = (
     Method("FewStep TeaCache", "fewstep", "FewStepTeaCache", _online, THRESHOLDS),
-    Method("FewStep TeaCache (calibrated)", "fewstep", "FewStepTeaCache", _calibrated, THRESHOLDS),
+    Method("FewStep TeaCache (calibrated)", "fewstep", "FewStepTeaCache", _calibrated, THRESHOLDS,
+           settings={"calibrate_first": True}),
 )
 
 # ---- overhead when nothing is skipped ----------------------------------------------------

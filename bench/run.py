@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import harness, readme_section, rows_caching, rows_distill, rows_fewstep, rows_fewstep_cache, rows_lora, rows_tome
+from . import (harness, readme_section, rows_caching, rows_distill, rows_fewstep, rows_fewstep_cache, rows_frontier,
+               rows_lora, rows_tome)
 from .context import BenchContext
 from .report_sections import family_sections, kept
 
@@ -43,6 +44,7 @@ FAMILIES = (
            lambda ctx: rows_caching.caching_rows(ctx, rows_caching.PEERS + rows_fewstep_cache.TEACACHE)),
     Family("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped", rows_fewstep_cache.overhead_rows),
     Family("fewstep", "Few-step sampling vs the teacher's 30 steps", rows_fewstep.fewstep_rows),
+    Family("frontier", "Every method on one speed/quality chart", rows_frontier.frontier_rows),
     Family("distill", "FewStep Distill: training cost and memory", rows_distill.distill_rows),
     Family("lora", "Applying a rank-64 LoRA to full-size SD1.5", rows_lora.lora_rows),
     Family("tome", "Token merging on full-size random UNets", rows_tome.tome_rows),
@@ -145,7 +147,7 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     ctx = BenchContext(args.preset, args.repeats, args.device, args.out.resolve(),
-                       log=lambda s: print(s, flush=True))
+                       log=lambda s: print(s, flush=True), families={n: f.run for n, f in families.items()})
     env = environment(ctx.date)
     ctx.log(f"FewStep bench: preset {args.preset}, {args.repeats} repeats, {env.attention}, {env.device}")
 
@@ -163,7 +165,7 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         try:
             with torch.inference_mode():  # as ComfyUI's executor runs every node
-                sections += fam.run(ctx)
+                sections += ctx.family(name)
         except Exception as e:  # report it, keep the other families' results
             traceback.print_exc()
             failures.append(name)

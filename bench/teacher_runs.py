@@ -20,15 +20,21 @@ from ..fewstep.metrics import difference
 from .context import BenchContext
 
 COUNTER_KEY = "fewstep_bench_calls"
+CALIBRATION_SEED = 10_000  # sample_set draws seeds seed + digit (0-9 by default)
 
 
 class CallCounter:
+    """UNet calls, and the batch rows they evaluate: cfg > 1 batches cond and uncond into
+    one call, so rows (not calls) are the cost a cfg-1 step halves."""
+
     def __init__(self):
         self.calls = 0
+        self.rows = 0
 
-    def __call__(self, executor, *args, **kwargs):
+    def __call__(self, executor, x, *args, **kwargs):
         self.calls += 1
-        return executor(*args, **kwargs)
+        self.rows += x.shape[0]
+        return executor(x, *args, **kwargs)
 
 
 def with_call_counter(model):
@@ -48,6 +54,7 @@ class SampleSet:
     predicted: np.ndarray  # what the classifier reads in each decoded sample
     calls_per_run: float  # UNet calls per sampling run (one run = one digit's batch)
     seconds: float
+    evals_per_sample: float = float("nan")  # model evaluations per sample (rows / samples)
 
 
 @dataclass
@@ -103,7 +110,21 @@ class TeacherBench:
         images = self.vae.decode(latents_t)
         labels = np.repeat(self.digits, self.per_digit)
         return SampleSet(latents_t, labels, np.asarray(self.teacher.classify_images(images)),
-                         counter.calls / len(self.digits), seconds)
+                         counter.calls / len(self.digits), seconds, counter.rows / len(labels))
+
+    def scored(self, ctx: BenchContext, key, model, **overrides) -> tuple[SampleSet, Quality]:
+        """sample_set + quality vs the reference, once per bench process for `key` (families
+        share configs, e.g. the frontier chart reuses the caching and few-step rows)."""
+        def build():
+            s = self.sample_set(model, **overrides)
+            return s, self.quality(s, self.reference(ctx))
+
+        return ctx.memo(("scored", key), build)
+
+    def calibration_run(self, model) -> None:
+        """One sampling run outside the evaluation set (a seed no sample_set uses), for
+        methods that calibrate on their first run."""
+        self.sample(model, 7, 1, CALIBRATION_SEED)
 
     def reference(self, ctx: BenchContext) -> SampleSet:
         """The teacher at its own settings: what every quality figure is measured against."""

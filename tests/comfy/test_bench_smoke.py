@@ -1,6 +1,8 @@
 """`make bench`'s row families run end to end on tiny models (--preset smoke: seconds, the
 numbers mean nothing): the table, its columns and the plots come out as the README shows them."""
 
+import re
+
 from comfyui_fewstep.bench import run
 
 
@@ -57,3 +59,20 @@ def test_smoke_run_of_the_teacache_overhead_family_measures_the_wrappers(tmp_pat
         assert size == "64x64" and float(step) > 0 and float(work_ms) > 0 and share.endswith("%")
     assert rows[0][5] != "–" and float(rows[0][5]) > 0  # side by side: a whole-run ratio
     assert rows[1][5] == "–"  # TeaCache-only: no ratio claimed
+
+
+def test_smoke_run_of_the_frontier_family_charts_every_method_on_the_teacher(tmp_path):
+    """`--rows frontier` alone runs the caching and few-step families it draws on (their
+    points, not their sections), adds its sweeps, and names a winner per budget that fits it."""
+    assert run.main(["--preset", "smoke", "--rows", "frontier", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    assert "bench-family: caching" not in md and "bench-family: frontier" in md
+    rows = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith(("| 4 |", "| 8 |"))]
+    assert [r[0] for r in rows] == ["4", "8"]
+    for budget, sampler, cache, distilled, winner, speedup in rows:
+        evals = float(re.search(r"([\d.]+) ev\.", winner).group(1))
+        assert 0 < evals <= float(budget) and re.search(r": [\d.]+ dB, ", winner), winner
+        assert winner in (sampler, cache, distilled) and float(speedup.rstrip("x")) > 0
+    assert "FewStep Distill student trained for 4 steps (cfg 1)" in rows[0][3]  # 4 steps at cfg 1: 4 evaluations
+    png = next(tmp_path.glob("*-frontier.png"))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
