@@ -1,8 +1,8 @@
-// FewStep Compare: show the PSNR / error report on the node after it runs.
+// FewStep Compare and A/B Test: show the report (PSNR, SSIM, times) on the node after it runs.
 import { app } from "../../../scripts/app.js";
 import { ComfyWidgets } from "../../../scripts/widgets.js";
 
-const NODE_ID = "FewStepCompare";
+const NODE_IDS = ["FewStepCompare", "FewStepABTest"];
 const WIDGET = "fewstep_report";
 
 function showReport(node, text) {
@@ -15,14 +15,14 @@ function showReport(node, text) {
   }
   widget.value = text;
   const [width, height] = node.computeSize();
-  node.setSize([Math.max(node.size[0], 300), Math.max(node.size[1], height + 40)]);
+  node.setSize([Math.max(node.size[0], node.type === "FewStepABTest" ? 420 : 300), Math.max(node.size[1], height + 40)]);
   node.setDirtyCanvas(true, true);
 }
 
 app.registerExtension({
   name: "FewStep.Compare",
   async beforeRegisterNodeDef(nodeType, nodeData) {
-    if (nodeData.name !== NODE_ID) return;
+    if (!NODE_IDS.includes(nodeData.name)) return;
     const onExecuted = nodeType.prototype.onExecuted;
     nodeType.prototype.onExecuted = function (message) {
       onExecuted?.apply(this, arguments);
