@@ -14,28 +14,8 @@ import pytest
 from PIL import Image
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT
-from comfyui_fewstep.tools.graphs import Graph, txt2img
+from comfyui_fewstep.tools.graphs import ab_test, txt2img
 from comfyui_fewstep.tools.server import PromptRejected
-
-
-def ab_graph(ckpt: str, prompt: str = "seven", size: int = 64, batch: int = 1, seed: int = 0, a=(6, 5.0),
-             b=(3, 5.0), repeats: int = 2, vae: bool = True) -> tuple[Graph, dict]:
-    g = Graph()
-    ckpt_id = g.add("CheckpointLoaderSimple", ckpt_name=ckpt)
-    pos = g.add("CLIPTextEncode", text=prompt, clip=g.out(ckpt_id, 1))
-    neg = g.add("CLIPTextEncode", text="", clip=g.out(ckpt_id, 1))
-    latent = g.add("EmptyLatentImage", width=size, height=size, batch_size=batch)
-    inputs = dict(model_a=g.out(ckpt_id), model_b=g.out(ckpt_id), positive=g.out(pos), negative=g.out(neg),
-                  latent=g.out(latent), seed=seed, steps_a=a[0], cfg_a=a[1], sampler_a="euler", scheduler_a="normal",
-                  steps_b=b[0], cfg_b=b[1], sampler_b="euler", scheduler_b="normal", repeats=repeats)
-    if vae:
-        inputs["vae"] = g.out(ckpt_id, 2)
-    ab = g.add("FewStepABTest", **inputs)
-    ids = {"ab": ab, "save_a": g.add("SaveImage", images=g.out(ab, 2), filename_prefix="ab_a"),
-           "save_cmp": g.add("SaveImage", images=g.out(ab, 4), filename_prefix="ab_cmp"),
-           "decode_b": g.add("VAEDecode", samples=g.out(ab, 1), vae=g.out(ckpt_id, 2))}
-    ids["save_b"] = g.add("SaveImage", images=g.out(ids["decode_b"]), filename_prefix="ab_b")
-    return g, ids
 
 
 def png(client, ref) -> np.ndarray:
@@ -74,7 +54,7 @@ def test_schema_reaches_the_frontend(client):
 
 
 def test_ab_test_runs_end_to_end_with_its_report_and_pictures(client):
-    g, ids = ab_graph("tiny-sd15.safetensors", seed=31, batch=2)
+    g, ids = ab_test("tiny-sd15.safetensors", seed=31, batch=2)
     result = client.run(g.to_api())
     assert result.status == "success", result.error
     out = result.outputs[ids["ab"]]
@@ -97,7 +77,7 @@ def test_ab_test_runs_end_to_end_with_its_report_and_pictures(client):
 
 
 def test_identical_branches_are_identical(client):
-    g, ids = ab_graph("tiny-sd15.safetensors", seed=32, a=(4, 5.0), b=(4, 5.0), repeats=1)
+    g, ids = ab_test("tiny-sd15.safetensors", seed=32, a=(4, 5.0), b=(4, 5.0), repeats=1)
     result = client.run(g.to_api())
     assert result.status == "success", result.error
     n = numbers(result.outputs[ids["ab"]]["text"][0])
@@ -114,7 +94,7 @@ def test_on_the_teacher_at_the_benchs_settings(client):
 
     from comfyui_fewstep.tools.teacher import classify_images, prompt_for
 
-    g, ids = ab_graph(DEFAULT_CHECKPOINT, prompt=prompt_for(7), size=32, seed=7, a=(30, 5.0), b=(8, 5.0), repeats=3)
+    g, ids = ab_test(DEFAULT_CHECKPOINT, prompt=prompt_for(7), size=32, seed=7, a=(30, 5.0), b=(8, 5.0), repeats=3)
     result = client.run(g.to_api())
     assert result.status == "success", result.error
     report = result.outputs[ids["ab"]]["text"][0]
@@ -127,12 +107,12 @@ def test_on_the_teacher_at_the_benchs_settings(client):
 
 
 def test_bad_input_is_refused_and_the_server_keeps_serving(client):
-    g, ids = ab_graph("tiny-sd15.safetensors", seed=33, repeats=0)
+    g, ids = ab_test("tiny-sd15.safetensors", seed=33, repeats=0)
     with pytest.raises(PromptRejected) as refused:
         client.queue(g.to_api())
     assert "repeats" in str(refused.value.payload), refused.value.payload
 
-    g, ids = ab_graph("tiny-sd15.safetensors", seed=34, repeats=1)
+    g, ids = ab_test("tiny-sd15.safetensors", seed=34, repeats=1)
     latent = g.nodes[ids["ab"]]["inputs"]["latent"]  # shrunk to 1x1 latents: 8x8 px images, below SSIM's window
     small = g.add("LatentUpscaleBy", samples=latent, upscale_method="nearest-exact", scale_by=0.125)
     g.nodes[ids["ab"]]["inputs"]["latent"] = g.out(small)
