@@ -33,8 +33,7 @@ class ABResult:
 
 
 class _Branch:
-    def __init__(self, name: str, model, settings: BranchSettings, inputs: dict):
-        self.name = name
+    def __init__(self, model, settings: BranchSettings, inputs: dict):
         self.model, self.meter = metered(model)
         self.times = BranchTimes(settings)
         self.inputs = inputs
@@ -79,7 +78,7 @@ def run_ab_test(model_a, model_b, positive, negative, latent: dict, seed: int, s
                 settings_b: BranchSettings, repeats: int, vae=None) -> ABResult:
     _check(repeats, latent)
     inputs = {"seed": seed, "positive": positive, "negative": negative, "latent": latent}
-    branches = {"a": _Branch("A", model_a, settings_a, inputs), "b": _Branch("B", model_b, settings_b, inputs)}
+    branches = {"a": _Branch(model_a, settings_a, inputs), "b": _Branch(model_b, settings_b, inputs)}
     out = {}
     for key, br in branches.items():  # warm-up: first loads, caches; its results are the outputs
         out[key], br.times.warmup_total = br.run()
