@@ -139,3 +139,19 @@ def test_the_node_returns_its_outputs_in_order_and_shows_report_and_picture(pack
     assert image_a.shape == image_b.shape == (2, 32, 32, 3) and comparison.shape[2] == 3 * 32 + 2
     assert out.ui["text"] == (report,) and len(out.ui["images"]) == 2  # the comparison, one per batch item
     assert report.startswith("A/B test") and "8 model calls/image" in report and "4 model calls/image" in report
+
+
+def test_calls_a_step_cache_skips_do_not_count(digits):
+    """B = the teacher through FewStep TeaCache: its skipped calls never reach the network,
+    so B's count is 2 x (30 - skipped) per image (TeaCache counts a batched cond+uncond call once)."""
+    from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
+    from comfyui_fewstep.fewstep.caching.state import Settings
+
+    stats = []
+    cached = apply_teacache(digits[0], Settings(0.1), "auto", "off", reporter=stats.append)
+    same = BranchSettings(30, 5.0, "euler", "normal")
+    r = run(digits, same, same, model_b=cached, repeats=1)
+    assert len(stats) == 2 and stats[0]["skipped"] == stats[1]["skipped"] > 0  # warm-up and timed run alike
+    assert r.report.a.calls_per_image == 60
+    assert r.report.b.calls_per_image == 2 * (30 - stats[0]["skipped"])
+    assert 30 < r.report.latent_psnr_db < math.inf and 0 < r.report.ssim < 1
