@@ -4,11 +4,12 @@ then the ComfyUI hook modules, then a small __init__ that says what the folder o
 
     architectures.py   the one vocabulary of model families (pure)
     comfy_compat.py    every reach into ComfyUI internals (hook)
-    metrics.py         PSNR and friends for Compare and the bench (pure)
+    metrics.py         PSNR, SSIM and friends for Compare, ABTest and the bench (pure)
     presets/           published few-step settings: registry.py, shift.py + presets.json | patches.py, apply.py
     lora/              LoRA files: files, names, hashes, structure, recognition, settings | library, apply, load
     caching/           TeaCache: profiles, state, calibration | hooks
     sampling/          the TCD sampler: tcd | hooks
+    analysis/          A/B test and difference pictures: pictures, report | hooks, ab_test
 
 HOOK_MODULES lists the modules allowed to import ComfyUI; a unit test enforces it.
 """
@@ -22,4 +23,6 @@ HOOK_MODULES = (
     "lora.load",
     "caching.hooks",
     "sampling.hooks",
+    "analysis.hooks",
+    "analysis.ab_test",
 )

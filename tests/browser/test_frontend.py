@@ -64,6 +64,30 @@ def test_compare_report_appears_on_the_node_after_a_run(page, artifacts):
     assert page.fewstep_errors == []
 
 
+def test_ab_test_report_and_picture_appear_on_the_node_after_a_run(page, artifacts):
+    from comfyui_fewstep.tools.graphs import ab_test
+
+    g, ids = ab_test("tiny-sd15.safetensors", seed=41, a=(4, 5.0), b=(2, 5.0), repeats=1, save_prefix=None)
+    ab = ids["ab"]
+    page.evaluate(f"async () => {{ await app.loadApiJson({json.dumps(g.to_api())}, 'fewstep-ab-test'); "
+                  f"await app.queuePrompt(0, 1); }}")
+    page.wait_for_function(
+        """(id) => { const n = app.graph.getNodeById(Number(id));
+                     const w = n && n.widgets && n.widgets.find(w => w.name === 'fewstep_report');
+                     return w && String(w.value).startsWith('A/B test') && n.imgs && n.imgs.length > 0; }""",
+        arg=ab, timeout=180_000)
+    report = page.evaluate(f"() => app.graph.getNodeById({ab}).widgets.find(w => w.name === 'fewstep_report').value")
+    for part in ("8 model calls/image", "4 model calls/image", "speedup B vs A", "latent PSNR", "SSIM"):
+        assert part in report, (part, report)
+    # what a saved workflow holds: seed (re-rolled after queueing), its control, then the rest in order
+    values = page.evaluate(f"() => app.graph.serialize().nodes.find(n => n.id === {ab}).widgets_values")
+    assert not any("A/B test" in str(v) for v in values), "the report must not be saved as a widget value"
+    assert values[2:] == [4, 5, "euler", "normal", 2, 5, "euler", "normal", 1], values
+    page.evaluate(f"() => {{ app.canvas.centerOnNode(app.graph.getNodeById({ab})); app.canvas.setDirty(true, true); }}")
+    page.screenshot(path=str(artifacts / "browser-ab-test-report.png"))
+    assert page.fewstep_errors == []
+
+
 @pytest.mark.parametrize("name", ["lcm_lora_sd15", "hyper_sd15", "tcd_sd15"])
 def test_a_shipped_workflow_keeps_its_sampler_links_in_the_frontend_and_the_server_takes_them(page, server, name):
     """The frontend of each ComfyUI version loads the UI workflow with the loader's

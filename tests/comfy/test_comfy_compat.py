@@ -311,3 +311,50 @@ def test_timestep_embedding_depends_on_the_timestep_only(family):
     a = cc.timestep_embedding(family, dm, x, torch.tensor([0.5]))
     assert torch.equal(a, cc.timestep_embedding(family, dm, x, torch.tensor([0.5])))
     assert not torch.equal(a, cc.timestep_embedding(family, dm, x, torch.tensor([0.9])))
+
+
+def test_core_ksampler_gives_the_same_noise_for_the_same_seed_and_latent(sd15):
+    import nodes
+
+    args = dict(seed=5, steps=2, cfg=2.0, sampler_name="euler", scheduler=sd15.scheduler, positive=sd15.positive,
+                negative=sd15.negative, latent=sd15.latent)
+    first, second = cc.core_ksampler(sd15.model, **args), cc.core_ksampler(sd15.model, **args)
+    assert torch.equal(first["samples"], second["samples"])
+    expected = nodes.common_ksampler(sd15.model, 5, 2, 2.0, "euler", sd15.scheduler, sd15.positive, sd15.negative,
+                                     sd15.latent)[0]
+    assert torch.equal(first["samples"], expected["samples"])
+
+
+def test_core_vae_decode_returns_an_image_batch(tiny_sd15):
+    _, _, vae = tiny_sd15
+    image = cc.core_vae_decode(vae, {"samples": torch.zeros(2, 4, 2, 3)})
+    assert image.shape == (2, 16, 24, 3) and 0 <= float(image.min()) <= float(image.max()) <= 1
+
+
+def test_the_sampler_sample_wrapper_runs_loaded_and_receives_the_noise(sd15):
+    import comfy.model_management as mm
+    import comfy.patcher_extension as pe
+
+    seen = {}
+
+    def timer(executor, *args, **kwargs):
+        seen["noise"] = cc.sampler_sample_noise(args)
+        seen["loaded"] = any(p.is_clone(m) for p in mm.loaded_models())
+        return executor(*args, **kwargs)
+
+    m = sd15.model.clone()
+    m.add_wrapper_with_key(pe.WrappersMP.SAMPLER_SAMPLE, "compat-test", timer)
+    sample(sd15, m, steps=2)
+    latent = sd15.latent["samples"]
+    expected = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))  # what sample() passes
+    assert torch.equal(seen["noise"].cpu(), expected), "SAMPLER_SAMPLE's fifth argument is no longer the noise"
+    assert seen["loaded"], "SAMPLER_SAMPLE must run after the model is loaded (the A/B test times only sampling)"
+
+
+def test_load_device_and_the_clock_synchronisation(sd15):
+    import comfy.model_management as mm
+
+    assert cc.load_device(sd15.model) == mm.get_torch_device()
+    assert cc.synchronize(torch.device("cpu")) is None  # nothing to wait for
+    assert mm.is_device_cuda(torch.device("cuda")) and not mm.is_device_cuda(torch.device("cpu"))
+    assert mm.is_device_mps(torch.device("mps")) and not mm.is_device_mps(torch.device("cpu"))

@@ -21,7 +21,9 @@ def test_registered_node_info_is_what_the_frontend_receives(pack_nodes):
     info = pack_nodes["FewStepCompare"].GET_NODE_INFO_V1()
     assert info["category"] == "FewStep/analysis"
     assert list(info["input"]["required"]) == ["reference", "candidate"]
-    assert info["output"] == ["FLOAT", "FLOAT", "STRING"]
+    # outputs are append-only (saved workflows link them by position): psnr, max_abs_error,
+    # report, then ssim and the difference picture
+    assert info["output"] == ["FLOAT", "FLOAT", "STRING", "FLOAT", "IMAGE"]
 
 
 def test_compare_scores_real_sampler_outputs(pack_nodes, tiny_sd15):
@@ -40,13 +42,20 @@ def test_compare_scores_real_sampler_outputs(pack_nodes, tiny_sd15):
     compare = pack_nodes["FewStepCompare"]
     same = compare.execute(ref, ref.clone())
     assert math.isinf(same.args[0]) and same.args[1] == 0.0
+    assert same.args[3] == 1.0 and same.args[4].abs().max() == 0  # SSIM 1, a black heat map
     out = compare.execute(ref, fast)
-    psnr, max_abs, report = out.args
+    psnr, max_abs, report, ssim, heat = out.args
     assert 0 < psnr < 60 and 0 < max_abs <= 1
-    assert f"{psnr:.2f} dB" in report
+    assert 0 < ssim < 1 and heat.shape == ref.shape[:3] + (3,) and heat.max() == 1.0
+    assert report.startswith(f"PSNR {psnr:.2f} dB") and f"SSIM {ssim:.4f}" in report
     assert out.ui.as_dict() == {"text": (report,)}
 
 
 def test_compare_refuses_images_of_different_sizes(pack_nodes):
     with pytest.raises(ValueError, match="same size"):
         pack_nodes["FewStepCompare"].execute(torch.zeros(1, 64, 64, 3), torch.zeros(1, 32, 32, 3))
+
+
+def test_compare_refuses_images_too_small_for_ssim(pack_nodes):
+    with pytest.raises(ValueError, match=r"at least 11x11 px.*these are 10x10 px"):
+        pack_nodes["FewStepCompare"].execute(torch.zeros(1, 10, 10, 3), torch.ones(1, 10, 10, 3))

@@ -25,7 +25,7 @@ def test_server_lists_every_fewstep_node_and_logs_no_import_failure(server, clie
 def test_compare_node_schema_reaches_the_frontend(client):
     node = client.object_info()["FewStepCompare"]
     assert node["category"] == "FewStep/analysis"
-    assert node["output"] == ["FLOAT", "FLOAT", "STRING"]
+    assert node["output"] == ["FLOAT", "FLOAT", "STRING", "FLOAT", "IMAGE"]  # outputs only appended
     assert all(spec[1].get("tooltip") for spec in node["input"]["required"].values())
 
 
