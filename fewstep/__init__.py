@@ -9,6 +9,7 @@ then the ComfyUI hook modules, then a small __init__ that says what the folder o
     lora/              LoRA files: files, names, hashes, structure, recognition, settings | library, apply, load
     caching/           TeaCache: profiles, state, calibration | hooks
     sampling/          the TCD sampler: tcd | hooks
+    tome/              token merging (ToDo, ToMe): merge, settings | hooks
 
 HOOK_MODULES lists the modules allowed to import ComfyUI; a unit test enforces it.
 """
@@ -22,4 +23,5 @@ HOOK_MODULES = (
     "lora.load",
     "caching.hooks",
     "sampling.hooks",
+    "tome.hooks",
 )
