@@ -234,3 +234,12 @@ def test_with_a_few_step_lora_in_either_order(tiny, lora_dirs):
     assert torch.equal(a, b)
     assert not torch.equal(a, ksample(merged(fam.model, "tome", ratio=0.5), fam))  # the LoRA acts
     assert not torch.equal(a, ksample(with_lora, fam))  # and so does the merging
+
+
+@pytest.mark.parametrize("sampler", ["heun", "dpmpp_2s_ancestral", "lcm", "uni_pc"])
+def test_any_sampler_runs_reproducibly(tiny, sampler):
+    fam = tiny("sd15")
+    m = merged(fam.model, "tome", ratio=0.5, seed=2)
+    a = ksample(m, fam, sampler=sampler)
+    assert torch.isfinite(a).all() and torch.equal(a, ksample(m, fam, sampler=sampler))
+    assert not torch.equal(a, ksample(fam.model, fam, sampler=sampler))
