@@ -75,7 +75,7 @@ def outer_sample_wrapper(executor, *args, **kwargs):
     finally:
         guider.model_options = original
         if run.calls or run.skipped:
-            log.info("FewStep Token Merge: %d attention calls reduced, %d left whole (outside start/end_percent)",
+            log.info("FewStep Token Merge: %d block/attention calls reduced, %d left whole (outside start/end_percent)",
                      run.calls, run.skipped)
 
 
