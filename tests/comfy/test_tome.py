@@ -155,14 +155,17 @@ def test_cond_and_uncond_batched_or_apart_give_the_same_result(tiny, family, met
 
 
 @pytest.mark.parametrize("method", ["todo", "tome"])
-def test_outside_start_end_percent_every_token_is_kept(tiny, method):
+def test_outside_start_end_percent_every_token_is_kept(tiny, method, caplog):
     fam = tiny("sd15")
     m, rec = recorded(merged(fam.model, method, **ON[method], start_percent=0.5, end_percent=1.0))
-    ksample(m, fam, steps=4, cfg=1.0)
+    with caplog.at_level(logging.INFO, logger="FewStep.TokenMerge"):
+        ksample(m, fam, steps=4, cfg=1.0)
     full = [k == h * w for _b, (h, w), _q, k, _v in rec.seen]
     calls = len(rec.seen) // 4  # attention calls per step
     assert full[:calls] == [True] * calls  # the first step (sigma above the window) is left whole
     assert not any(full[-calls:])  # the last step is reduced
+    whole = sum(full)
+    assert f"{len(full) - whole} block/attention calls reduced, {whole} left whole" in caplog.text
 
 
 @pytest.mark.parametrize("family, levels", [("sd15", 1), ("sdxl", 1)])
