@@ -42,10 +42,11 @@ def _model(out):
     return out.args[0] if hasattr(out, "args") else out[0]
 
 
-def _token_merge(method: str):
+def token_merge(method: str, max_depth: int = 1):
+    """FewStep Token Merge sweeping `ratio` (tome) or `downsample` (todo), seed 0, whole schedule."""
     def apply(node, model, value):
         ratio, downsample = (value, 2.0) if method == "tome" else (0.5, value)
-        return _model(node.execute(model, method, ratio, downsample, 1, 0.0, 1.0, 0))
+        return _model(node.execute(model, method, ratio, downsample, max_depth, 0.0, 1.0, 0))
 
     return apply
 
@@ -56,9 +57,9 @@ METHODS = (
     Method("HyperTile (core)", "core", _core("comfy_extras.nodes_hypertile", "HyperTile"),
            lambda node, model, t: _model(node.execute(model, tile_size=t, swap_size=2, max_depth=0, scale_depth=False)),
            values=(256,), settings={"knob": "tile"}),
-    Method("FewStep Token Merge, ToMe", "fewstep", "FewStepTokenMerge", _token_merge("tome"), values=(0.3, 0.5),
+    Method("FewStep Token Merge, ToMe", "fewstep", "FewStepTokenMerge", token_merge("tome"), values=(0.3, 0.5),
            settings={"knob": "ratio"}),
-    Method("FewStep Token Merge, ToDo", "fewstep", "FewStepTokenMerge", _token_merge("todo"), values=(2.0, 3.0),
+    Method("FewStep Token Merge, ToDo", "fewstep", "FewStepTokenMerge", token_merge("todo"), values=(2.0, 3.0),
            settings={"knob": "downsample"}),
 )
 

@@ -36,6 +36,23 @@ def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_smoke_run_of_the_tome_flops_family_counts_on_the_meta_device(tmp_path):
+    """FLOPs per forward for every token-merging method, without running the network's maths:
+    the unpatched count is the layout's, merging lowers it, a depth the model lacks gives no row."""
+    assert run.main(["--preset", "smoke", "--rows", "tome_flops", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    assert "| model | size | method | setting | TFLOP per forward | FLOP ratio |" in md
+    rows = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith("| tiny SD1.5")]
+    methods = [r[2] for r in rows]
+    assert methods[0] == "unpatched" and not any("max_depth 2" in m for m in methods)  # one level only
+    assert {"TomePatchModel (core)", "HyperTile (core)", "FewStep Token Merge, ToMe",
+            "FewStep Token Merge, ToDo"} <= set(methods)
+    ratio = {(r[2], r[3]): float(r[5].rstrip("x")) for r in rows}
+    assert ratio[("unpatched", "–")] == 1.0
+    assert ratio[("FewStep Token Merge, ToDo", "downsample 3")] > ratio[("FewStep Token Merge, ToDo", "downsample 2")] > 1
+    assert list(tmp_path.glob("*-tome-flops.png"))
+
+
 def test_smoke_run_of_the_lora_family_puts_fewstep_beside_core_and_keeps_the_other_families(tmp_path):
     """Core LoraLoaderModelOnly and FewStepLoraLoader patch the same weights from one file;
     `--rows lora` replaces the lora tables of the last report and keeps the others, dated."""
