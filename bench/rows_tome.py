@@ -72,14 +72,13 @@ def cases(ctx: BenchContext) -> list[tuple[str, int]]:
                     smoke=[("tiny-sd15", 64)])
 
 
+SETTING = Column("setting", "setting")  # "<knob> <value>" of the method's row
+FLOP_RATIO = Column("flop_ratio", "FLOP ratio", "{:.2f}x")  # FLOPs unpatched / patched
 COLUMNS = [
-    MODEL,
-    SIZE,
-    METHOD,
-    Column("setting", "setting"),
+    MODEL, SIZE, METHOD, SETTING,
     Column("wall", "one forward (s)", "{:.2f}"),
     Column("speedup", "speedup", "{:.2f}x"),
-    Column("flop_ratio", "FLOP ratio", "{:.2f}x"),
+    FLOP_RATIO,
     Column("psnr", "UNet output PSNR vs unpatched", harness.fmt_psnr),
     MAX_ABS,
 ]

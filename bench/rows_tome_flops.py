@@ -20,7 +20,7 @@ from .context import BenchContext
 from .harness import Column, Table
 from .methods import LAYOUT_NAMES, METHOD, MODEL, SIZE, Method
 from .models import CONTEXT, detected_config
-from .rows_tome import METHODS, counted, token_merge
+from .rows_tome import FLOP_RATIO, METHODS, SETTING, counted, token_merge
 
 DEEPER = (
     Method("FewStep Token Merge, ToMe, max_depth 2", "fewstep", "FewStepTokenMerge", token_merge("tome", 2),
@@ -34,14 +34,7 @@ SHORT = {"TomePatchModel (core)": "core ToMe", "HyperTile (core)": "core HyperTi
          "FewStep Token Merge, ToMe": "ToMe", "FewStep Token Merge, ToDo": "ToDo",
          "FewStep Token Merge, ToMe, max_depth 2": "ToMe depth 2", "FewStep Token Merge, ToDo, max_depth 2": "ToDo depth 2"}
 
-COLUMNS = [
-    MODEL,
-    SIZE,
-    METHOD,
-    Column("setting", "setting"),
-    Column("tflop", "TFLOP per forward", "{:.2f}"),
-    Column("flop_ratio", "FLOP ratio", "{:.2f}x"),
-]
+COLUMNS = [MODEL, SIZE, METHOD, SETTING, Column("tflop", "TFLOP per forward", "{:.2f}"), FLOP_RATIO]
 
 
 def cases(ctx: BenchContext) -> list[tuple[str, int]]:
