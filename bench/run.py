@@ -1,7 +1,7 @@
 """`make bench`: FewStep's features measured side by side with ComfyUI's own nodes.
 
     .venv/bin/python -P -m comfyui_fewstep.bench.run [--preset default|full] [--device cpu|cuda]
-        [--repeats 3] [--rows caching,fewstep,lora,tome] [--out bench/results] [--attention sdpa|subquad]
+        [--repeats 3] [--rows caching,fewstep,lora,tome,tome_flops] [--out bench/results] [--attention sdpa|subquad]
         [--threads N]
 
 Writes <out>/<date>.md and <out>/latest.md (the same table) plus <date>-<family>.png plots.
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import (harness, readme_section, rows_caching, rows_distill, rows_fewstep, rows_fewstep_cache, rows_frontier,
-               rows_lora, rows_tome)
+               rows_lora, rows_tome, rows_tome_flops)
 from .context import BenchContext
 from .report_sections import family_sections, kept
 
@@ -48,6 +48,7 @@ FAMILIES = (
     Family("distill", "FewStep Distill: training cost and memory", rows_distill.distill_rows),
     Family("lora", "Applying a rank-64 LoRA to full-size SD1.5", rows_lora.lora_rows),
     Family("tome", "Token merging on full-size random UNets", rows_tome.tome_rows),
+    Family("tome_flops", "Token merging in FLOPs on full-size UNets", rows_tome_flops.tome_flops_rows),
 )
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 ATTENTION_NAMES = {"attention_pytorch": "PyTorch SDPA", "attention_sub_quad": "sub-quadratic",

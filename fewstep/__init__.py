@@ -10,6 +10,7 @@ then the ComfyUI hook modules, then a small __init__ that says what the folder o
     caching/           TeaCache: profiles, state, calibration | hooks
     sampling/          the TCD sampler: tcd | hooks
     analysis/          A/B test and difference pictures: pictures, report | hooks, ab_test
+    tome/              token merging (ToDo, ToMe): merge, settings | hooks
 
 HOOK_MODULES lists the modules allowed to import ComfyUI; a unit test enforces it.
 """
@@ -25,4 +26,5 @@ HOOK_MODULES = (
     "sampling.hooks",
     "analysis.hooks",
     "analysis.ab_test",
+    "tome.hooks",
 )

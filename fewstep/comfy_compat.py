@@ -19,11 +19,14 @@ import hashlib
 import importlib
 import inspect
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import comfy.k_diffusion.sampling as k_sampling
 import comfy.ldm.common_dit
 import comfy.ldm.flux.layers
+import comfy.ldm.modules.attention as attention
+import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
 import comfy.ldm.wan.model
 import comfy.lora
 import comfy.lora_convert
@@ -549,6 +552,95 @@ def timestep_embedding(architecture: str, dm, x: torch.Tensor, timestep: torch.T
     if architecture == "lumina2":
         return dm.t_embedder((1.0 - timestep) * getattr(dm, "time_scale", 1.0), dtype=x.dtype)
     raise ValueError(f"no timestep-embedding indicator for {architecture}")
+
+
+# ---- UNet structure and attention patches (token merging) -------------------------------
+
+@dataclass(frozen=True)
+class UNetLayout:
+    """Where a UNet's transformer blocks sit. `levels` maps the block keys ComfyUI puts in
+    transformer_options["block"] (("input", i), ("middle", 0), ("output", i)) to their
+    level (downsamplings above them, 0 = full resolution); `blocks` lists every
+    BasicTransformerBlock as (path under diffusion_model, block key, level)."""
+
+    levels: dict
+    blocks: tuple
+
+    @property
+    def attention_levels(self) -> tuple[int, ...]:
+        return tuple(sorted({level for _path, _key, level in self.blocks}))
+
+
+def unet_layout(model_patcher) -> UNetLayout | None:
+    """The layout of an SD-style UNet read from its modules, or None for other networks.
+    0.3.75: comfy.ldm.modules.diffusionmodules.openaimodel.UNetModel keeps input_blocks,
+    middle_block, output_blocks (TimestepEmbedSequential); a Downsample module in an input
+    block lowers the level of the blocks after it, an Upsample in an output block (its
+    last module) lowers the level of the blocks after it; attention lives in
+    SpatialTransformer.transformer_blocks (comfy.ldm.modules.attention.BasicTransformerBlock)."""
+    dm = getattr(model_patcher.model, "diffusion_model", None)
+    if not isinstance(dm, openaimodel.UNetModel):
+        return None
+    levels, level = {}, 0
+    for i, block in enumerate(dm.input_blocks):
+        levels[("input", i)] = level
+        level += any(isinstance(m, openaimodel.Downsample) for m in block)
+    levels[("middle", 0)] = level
+    for i, block in enumerate(dm.output_blocks):
+        levels[("output", i)] = level
+        level -= any(isinstance(m, openaimodel.Upsample) for m in block)
+    blocks = []
+    groups = [("input_blocks", "input", dm.input_blocks), ("output_blocks", "output", dm.output_blocks)]
+    if dm.middle_block is not None:
+        groups.insert(1, ("middle_block", "middle", [dm.middle_block]))
+    for attr, kind, container in groups:
+        for i, block in enumerate(container):
+            key = (kind, i)
+            prefix = attr if kind == "middle" else f"{attr}.{i}"
+            for name, module in block.named_modules():
+                if type(module) is attention.BasicTransformerBlock:
+                    blocks.append((f"{prefix}.{name}", key, levels[key]))
+    return UNetLayout(levels, tuple(blocks))
+
+
+def attention_block_key(options: dict):
+    """The UNet block a patch runs in: ("input", i), ("middle", 0) or ("output", i).
+    0.3.75: UNetModel.forward sets transformer_options["block"]; attn patches get it in
+    extra_options."""
+    return options.get("block")
+
+
+def attention_grid(options: dict) -> tuple[int, int] | None:
+    """(h, w) of the feature map whose tokens a transformer block sees. 0.3.75:
+    SpatialTransformer.forward sets transformer_options["activations_shape"] = [b, c, h, w]
+    before its blocks run; attn patches get it in extra_options."""
+    shape = options.get("activations_shape")
+    return (int(shape[-2]), int(shape[-1])) if shape is not None and len(shape) == 4 else None
+
+
+def call_sigma(options: dict) -> float | None:
+    """The sigma of the current model call. 0.3.75: _calc_cond_batch puts the batch's
+    sigmas (one per row, all equal) in transformer_options["sigmas"]."""
+    sigmas = options.get("sigmas")
+    if isinstance(sigmas, torch.Tensor) and sigmas.numel():
+        return float(sigmas.flatten()[0])
+    return None
+
+
+def block_forward_options(args: tuple, kwargs: dict) -> dict:
+    """transformer_options of a call to BasicTransformerBlock.forward(x, context=None,
+    transformer_options={}). 0.3.75: SpatialTransformer passes it as a keyword."""
+    if "transformer_options" in kwargs:
+        return kwargs["transformer_options"] or {}
+    return args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+
+
+def block_forward_key(path: str) -> str:
+    """The object-patch key of the `forward` of the module at `path` under the diffusion
+    model. 0.3.75: ModelPatcher object patches are set with comfy.utils.set_attr on
+    BaseModel, whose network is the attribute `diffusion_model`; an instance attribute
+    `forward` is what torch.nn.Module.__call__ runs."""
+    return f"diffusion_model.{path}.forward"
 
 
 # ---- training -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from .lora import FewStepLoraLoader
 from .presets import FewStepPreset
 from .routes import register_routes
 from .sampling import FewStepTCDSampler
+from .tome import FewStepTokenMerge
 from .training import FewStepDistillTrainer
 
 NODES: list[type[io.ComfyNode]] = [
@@ -23,6 +24,7 @@ NODES: list[type[io.ComfyNode]] = [
     FewStepTCDSampler,
     FewStepPreset,
     FewStepTeaCache,
+    FewStepTokenMerge,
     FewStepLoraLoader,
     FewStepDistillTrainer,
     FewStepABTest,

@@ -7,23 +7,52 @@ from comfyui_fewstep.bench import run
 
 
 def test_smoke_run_of_the_tome_family_writes_table_and_plot(tmp_path):
-    """A real row family through ComfyUI's own TomePatchModel on a tiny SD1.5 layout."""
+    """Real row families through ComfyUI's own TomePatchModel and HyperTile and FewStep Token
+    Merge on a tiny SD1.5 layout, each with its FLOP ratio."""
     assert run.main(["--preset", "smoke", "--rows", "tome", "--repeats", "1", "--out", str(tmp_path)]) == 0
     md = (tmp_path / "latest.md").read_text()
     dated = sorted(tmp_path.glob("20*.md"))
     assert len(dated) == 1 and dated[0].read_text() == md
     assert "| machine | torch | ComfyUI | attention | device |" in md
-    assert ("| model | size | method | ratio | one forward (s) | speedup | UNet output PSNR vs unpatched "
-            "| max abs diff |") in md
-    rows = [line for line in md.splitlines() if line.startswith("| tiny SD1.5")]
-    assert [r.split(" | ")[2:4] for r in rows] == [["unpatched", "–"], ["TomePatchModel (core)", "0.3"],
-                                                   ["TomePatchModel (core)", "0.5"]]
-    # ToMe changes the output (it merges tokens) but keeps it close to the unpatched one
-    psnr = [r.split(" | ")[6] for r in rows]
-    assert psnr[0] == "identical" and all(p.endswith(" dB") for p in psnr[1:])
+    assert ("| model | size | method | setting | one forward (s) | speedup | FLOP ratio "
+            "| UNet output PSNR vs unpatched | max abs diff |") in md
+    rows = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith("| tiny SD1.5")]
+    assert [r[2:4] for r in rows] == [
+        ["unpatched", "–"], ["TomePatchModel (core)", "ratio 0.3"], ["TomePatchModel (core)", "ratio 0.5"],
+        ["HyperTile (core)", "tile 256"], ["FewStep Token Merge, ToMe", "ratio 0.3"],
+        ["FewStep Token Merge, ToMe", "ratio 0.5"], ["FewStep Token Merge, ToDo", "downsample 2"],
+        ["FewStep Token Merge, ToDo", "downsample 3"]]
+    flop_ratio = {r[2] + " " + r[3]: float(r[6].rstrip("x")) for r in rows}
+    assert flop_ratio["unpatched –"] == 1.0
+    # fewer tokens in attention (and, for ToMe, in the blocks' linear layers) is fewer FLOPs
+    assert all(v > 1.0 for k, v in flop_ratio.items() if k.startswith(("FewStep", "TomePatchModel")))
+    assert flop_ratio["FewStep Token Merge, ToDo downsample 3"] > flop_ratio["FewStep Token Merge, ToDo downsample 2"]
+    assert flop_ratio["FewStep Token Merge, ToMe ratio 0.5"] > flop_ratio["FewStep Token Merge, ToMe ratio 0.3"]
+    # merging changes the output (it merges tokens) but keeps it close to the unpatched one;
+    # HyperTile's 256 px tiles are larger than the 64 px image: it leaves attention whole
+    whole = {"unpatched", "HyperTile (core)"}
+    assert [r[7] for r in rows if r[2] in whole] == ["identical", "identical"]
+    assert all(r[7].endswith(" dB") for r in rows if r[2] not in whole)
     pngs = list(tmp_path.glob("*-tome.png"))
     assert len(pngs) == 1 and f"]({pngs[0].name})" in md
     assert pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_smoke_run_of_the_tome_flops_family_counts_on_the_meta_device(tmp_path):
+    """FLOPs per forward for every token-merging method, without running the network's maths:
+    the unpatched count is the layout's, merging lowers it, a depth the model lacks gives no row."""
+    assert run.main(["--preset", "smoke", "--rows", "tome_flops", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    assert "| model | size | method | setting | TFLOP per forward | FLOP ratio |" in md
+    rows = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith("| tiny SD1.5")]
+    methods = [r[2] for r in rows]
+    assert methods[0] == "unpatched" and not any("max_depth 2" in m for m in methods)  # one level only
+    assert {"TomePatchModel (core)", "HyperTile (core)", "FewStep Token Merge, ToMe",
+            "FewStep Token Merge, ToDo"} <= set(methods)
+    ratio = {(r[2], r[3]): float(r[5].rstrip("x")) for r in rows}
+    assert ratio[("unpatched", "–")] == 1.0
+    assert ratio[("FewStep Token Merge, ToDo", "downsample 3")] > ratio[("FewStep Token Merge, ToDo", "downsample 2")] > 1
+    assert list(tmp_path.glob("*-tome-flops.png"))
 
 
 def test_smoke_run_of_the_lora_family_puts_fewstep_beside_core_and_keeps_the_other_families(tmp_path):

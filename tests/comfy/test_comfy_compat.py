@@ -358,3 +358,41 @@ def test_load_device_and_the_clock_synchronisation(sd15):
     assert cc.synchronize(torch.device("cpu")) is None  # nothing to wait for
     assert mm.is_device_cuda(torch.device("cuda")) and not mm.is_device_cuda(torch.device("cpu"))
     assert mm.is_device_mps(torch.device("mps")) and not mm.is_device_mps(torch.device("cpu"))
+
+
+def test_unet_layout_reads_levels_and_transformer_blocks_from_the_modules(sd15):
+    layout = cc.unet_layout(sd15.model)
+    assert layout.attention_levels == (0,)  # the tiny SD1.5 has one level
+    assert {key for _p, key, _l in layout.blocks} == {("input", 1), ("middle", 0), ("output", 0), ("output", 1)}
+    sdxl = tf.build("sdxl")
+    layout = cc.unet_layout(sdxl.model)
+    assert layout.attention_levels == (1,)  # SDXL: no attention at the top level
+    # input 3 is the downsampling itself (it runs at level 0); output 2 ends with the upsampling
+    assert layout.levels[("input", 3)] == 0 and layout.levels[("input", 4)] == 1 and layout.levels[("middle", 0)] == 1
+    assert layout.levels[("output", 2)] == 1 and layout.levels[("output", 3)] == 0
+    dm = sdxl.model.model.diffusion_model
+    for path, _key, _level in layout.blocks:
+        assert type(dm.get_submodule(path)).__name__ == "BasicTransformerBlock"
+    assert cc.unet_layout(tf.build("flux").model) is None
+
+
+def test_a_transformer_blocks_forward_is_object_patched_and_reads_its_call(sd15):
+    path = cc.unet_layout(sd15.model).blocks[0][0]
+    key = cc.block_forward_key(path)
+    m = sd15.model.clone()
+    previous = m.get_model_object(key)
+    assert previous.__self__ is m.model.diffusion_model.get_submodule(path)  # the class's forward, bound
+    seen = []
+
+    def forward(x, *args, **kwargs):
+        options = cc.block_forward_options(args, kwargs)
+        seen.append((x.shape, cc.attention_grid(options), cc.call_sigma(options), cc.attention_block_key(options)))
+        return previous(x, *args, **kwargs)
+
+    m.add_object_patch(key, forward)
+    out = sample(sd15, m, steps=1)
+    assert torch.equal(out, sample(sd15, sd15.model, steps=1))
+    (shape, grid, sigma, block), = seen
+    h, w = sd15.latent["samples"].shape[-2:]
+    assert shape[1] == h * w and grid == (h, w) and sigma > 0 and block == ("input", 1)
+    assert m.model.diffusion_model.get_submodule(path).forward is not forward  # the unpatched run restored it

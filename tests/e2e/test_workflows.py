@@ -23,7 +23,7 @@ from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missi
                                               validate_api, validate_ui, with_missing_model_files)
 
 EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning",
-            "distill_then_use", "use_distilled_lora"}
+            "distill_then_use", "use_distilled_lora", "tome_sd15", "todo_sdxl", "token_merge_teacache_lora_sd15"}
 LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "FewStepLoraLoader": "lora_name", "UNETLoader": "unet_name",
            "CLIPLoader": "clip_name", "VAELoader": "vae_name"}
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
