@@ -53,7 +53,7 @@ test-browser: setup browser models
 	$(RUN) -m pytest tests/browser $(PYTEST_ARGS)
 
 demo: setup models
-	$(RUN) -m comfyui_fewstep.tools.demo
+	$(RUN) -m comfyui_fewstep.tools.demo $(if $(CKPT),--ckpt $(CKPT),)
 
 serve: setup
 	$(RUN) -m comfyui_fewstep.tools.serve --port $(PORT)

@@ -80,27 +80,31 @@ def test_invalid_graph_is_rejected_at_validation(client):
 
 
 def test_demo_workflow_draws_the_prompted_digit(client):
-    """`make demo`'s workflow on the trained default model: reference and TeaCache images,
-    the comparison, and skipped calls reported on the websocket."""
+    """`make demo`'s first workflow on the trained default model: FewStepABTest's A | B | heat-map
+    pictures show sevens in both branches, its report shows TeaCache's calls saved, and the
+    skipped calls reach the websocket."""
     import json
+    import re
 
     import torch
 
-    from comfyui_fewstep.tools.demo import DEMO_WORKFLOW
+    from comfyui_fewstep.tools.demo import STEPS, WORKFLOWS
     from comfyui_fewstep.tools.teacher import classify_images
 
-    graph = json.loads(DEMO_WORKFLOW.read_text())
+    graph = json.loads((WORKFLOWS / f"{STEPS[0].workflow}.json").read_text())
     result = client.run(graph)
     assert result.status == "success", result.error
-    saved = {graph[n]["inputs"]["filename_prefix"]: out["images"] for n, out in result.outputs.items() if "images" in out}
-    assert len(saved) == 2
-    for prefix, refs in saved.items():
-        images = np.stack([_png_array(client, ref) for ref in refs])
-        assert images.shape[0] == 4 and images.std() > 0.05, prefix
-        # "seven seven seven seven": the trained teacher draws sevens, cached or not
-        digits = classify_images(torch.from_numpy(images))
-        assert (np.asarray(digits) == 7).mean() >= 0.75, (prefix, digits)
-    texts = [out["text"][0] for out in result.outputs.values() if "text" in out]
-    assert len(texts) == 1 and texts[0].startswith("PSNR ")
+    (refs,) = [out["images"] for n, out in result.outputs.items() if graph[n]["class_type"] == "SaveImage"]
+    strips = np.stack([_png_array(client, ref) for ref in refs])  # A | B | heat map (1 px gaps), scaled 4x
+    assert strips.shape == (4, 128, 4 * (3 * 32 + 2), 3)
+    for panel in (0, 1):  # "seven seven seven seven": the trained teacher draws sevens, cached or not
+        left = panel * 4 * 33
+        images = torch.from_numpy(strips[:, ::4, left:left + 128:4].copy())
+        assert images.std() > 0.05
+        assert (np.asarray(classify_images(images)) == 7).mean() >= 0.75, panel
+    (report,) = [out["text"][0] for n, out in result.outputs.items() if "text" in out]
+    calls = [int(c) for c in re.findall(r"(\d+) model calls/image", report)]
+    assert len(calls) == 2 and calls[1] < calls[0] == 60, report
+    assert "latent PSNR" in report and "SSIM" in report
     stats = result.events_of("fewstep.cache_stats")
     assert stats and stats[-1]["skipped"] > 0, stats
