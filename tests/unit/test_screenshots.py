@@ -18,7 +18,7 @@ def test_committed_screenshots_are_not_older_than_the_extensions_they_show():
         if os.environ.get("CI"):  # CI runs from a full clone: there the check must run
             pytest.fail(f"CI cannot judge the screenshots: {why}")
         pytest.skip(f"cannot judge whether docs/screenshots are stale: {why}")
-    assert problems == []
+    assert problems == [], "\n".join(problems)
 
 
 def test_every_screenshot_exists_and_the_readme_shows_it():
