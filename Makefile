@@ -4,6 +4,7 @@
 #   make test-unit  the unit layer alone, in a venv with torch but no ComfyUI (setup-unit)
 #   make demo    the main job on the built-in default model, through a real server
 #   make serve   ComfyUI with this pack on http://127.0.0.1:$(PORT)
+#   make screenshots  the browser tests that draw the README's node pictures, writing docs/screenshots/
 #   make bench   benchmarks; BENCH=full adds the large sizes, ROWS=caching,lora runs only those
 #                row families (the others keep their last results in bench/results/latest.md)
 #   make compat  every tier against each ComfyUI tree in tools/compat_trees.toml -> README table
@@ -16,7 +17,7 @@ RUN := $(VENV_PY) -P
 PORT ?= 8188
 PYTEST_ARGS ?=
 
-.PHONY: setup setup-unit models test test-unit test-comfy test-e2e test-browser demo serve bench browser compat clean
+.PHONY: setup setup-unit models test test-unit test-comfy test-e2e test-browser screenshots demo serve bench browser compat clean
 
 setup:
 	@$(PYTHON) tools/setup_runtime.py
@@ -51,6 +52,11 @@ test-e2e: setup models
 
 test-browser: setup browser models
 	$(RUN) -m pytest tests/browser $(PYTEST_ARGS)
+
+# The browser tests marked `screenshot` also write their node crops to docs/screenshots/
+# (commit them: tests/unit/test_screenshots.py fails when one is older than its web/js file).
+screenshots: setup browser models
+	FEWSTEP_UPDATE_SCREENSHOTS=1 $(RUN) -m pytest tests/browser -m screenshot $(PYTEST_ARGS)
 
 demo: setup models
 	$(RUN) -m comfyui_fewstep.tools.demo $(if $(CKPT),--ckpt $(CKPT),)

@@ -6,6 +6,10 @@ at page load) or another window size overrides `page_options`.
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 
 PACK_URL_PART = "/extensions/comfyui-fewstep/"
@@ -58,3 +62,40 @@ def page(server, artifacts, page_options, request):
         finally:
             pg.screenshot(path=str(artifacts / f"browser-{request.module.__name__.rsplit('.', 1)[-1]}-final.png"))
             browser.close()
+
+
+@pytest.fixture
+def node_screenshot(artifacts):
+    """`node_screenshot(page, name, locate, bottom=None)`: see take_node_screenshot."""
+    return lambda page, name, locate, bottom=None: take_node_screenshot(page, artifacts, name, locate, bottom)
+
+
+def take_node_screenshot(page, artifacts: Path, name: str, locate: str, bottom: int | None = None,
+                         margin: int = 12) -> Path:
+    """Picture of one node as a user sees it (title, body, DOM widgets), cropped from the page
+    at canvas zoom 1, written to tests/artifacts/node-<name>. With FEWSTEP_UPDATE_SCREENSHOTS=1
+    (`make screenshots`) it also replaces docs/screenshots/<name>, which the README shows.
+    `locate` is a JS expression for the node; `bottom` keeps only the node's lowest pixels
+    (a tall node's chart)."""
+    from comfyui_fewstep.tools import screenshots
+
+    box = page.evaluate(f"""([m, bottom]) => {{ const n = {locate}, c = app.canvas, title = LiteGraph.NODE_TITLE_HEIGHT;
+        const r = c.canvas.getBoundingClientRect();
+        const top = bottom ? n.pos[1] + n.size[1] - bottom : n.pos[1] - title;  // graph coordinates
+        // the crop's top left at page (120, 140): clear of the side bar, tabs and run toolbar
+        c.ds.scale = 1; c.ds.offset = [120 - r.left - n.pos[0], 140 - r.top - top];
+        c.setDirty(true, true); c.draw(true, true);
+        return {{x: 120 - m, y: 140 - m, width: n.size[0] + 2 * m,
+                 height: (bottom || n.size[1] + title) + 2 * m}}; }}""", [margin, bottom])
+    viewport = page.viewport_size
+    assert box["x"] + box["width"] <= viewport["width"] and box["y"] + box["height"] <= viewport["height"], (
+        f"node {name} ({box}) does not fit the {viewport} page: give the module a larger page_options viewport")
+    page.wait_for_timeout(300)  # DOM widgets follow the canvas on the next animation frame
+    out = artifacts / f"node-{name}"
+    page.screenshot(path=str(out), clip=box)
+    if screenshots.update_requested():
+        screenshots.SCREENSHOT_DIR.mkdir(parents=True, exist_ok=True)
+        partial = screenshots.SCREENSHOT_DIR / f".{name}.partial"
+        shutil.copyfile(out, partial)
+        os.replace(partial, screenshots.SCREENSHOT_DIR / name)
+    return out

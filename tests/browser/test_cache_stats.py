@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from comfyui_fewstep.tools.graphs import txt2img
 
 # The node at an execution path (root graph ids down through subgraph nodes), as the
@@ -36,7 +38,8 @@ def skipped_and_calls(text):
     return skipped, calls
 
 
-def test_stats_appear_on_the_teacache_node_after_a_run(page, artifacts):
+@pytest.mark.screenshot
+def test_stats_appear_on_the_teacache_node_after_a_run(page, artifacts, node_screenshot):
     g, ids, tc = teacache_graph(seed=31, steps=12)
     page.evaluate(f"async () => {{ app.graph.clear(); await app.loadApiJson({json.dumps(g.to_api())}, 'teacache-test'); "
                   f"await app.queuePrompt(0, 1); }}")
@@ -49,6 +52,7 @@ def test_stats_appear_on_the_teacache_node_after_a_run(page, artifacts):
     assert shown["saved"] == [0.4, 0, 1, 0, "auto", "auto", "off"], "the stats display must not be saved as an input"
     page.evaluate(f"() => {{ app.canvas.centerOnNode(app.graph.getNodeById({tc})); app.canvas.setDirty(true, true); }}")
     page.screenshot(path=str(artifacts / "browser-teacache-stats.png"))
+    node_screenshot(page, "teacache-stats.png", f"app.graph.getNodeById({tc})")
     assert page.fewstep_errors == []
 
 

@@ -88,7 +88,8 @@ def check_chart(chart, report: str):
     assert chart["drawn"] == {"loss": ITERATIONS, "heldout": 2}
 
 
-def test_the_chart_draws_a_real_training_run_on_the_node(page, server, artifacts):
+@pytest.mark.screenshot
+def test_the_chart_draws_a_real_training_run_on_the_node(page, server, artifacts, node_screenshot):
     g, trainer = trainer_graph("browser_chart")
     page.evaluate(f"async () => {{ app.graph.clear(); await app.loadApiJson({json.dumps(g.to_api())}, 'distill-chart'); }}")
     locate = f"app.graph.getNodeById({trainer})"
@@ -105,6 +106,7 @@ def test_the_chart_draws_a_real_training_run_on_the_node(page, server, artifacts
         app.canvas.ds.offset = [300 - n.pos[0], 960 - n.pos[1] - n.size[1]]; app.canvas.setDirty(true, true); }}""")
     page.wait_for_timeout(300)
     page.screenshot(path=str(artifacts / "browser-distill-chart.png"))
+    node_screenshot(page, "distill-chart.png", locate, bottom=300)  # the chart and the last inputs
     assert page.fewstep_errors == []
 
 

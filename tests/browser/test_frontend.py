@@ -8,6 +8,12 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from comfyui_fewstep.tools.graphs import txt2img
 
 
+@pytest.fixture(scope="module")
+def page_options(server) -> dict:
+    """Tall enough for the whole A/B node (inputs, report and picture) in its screenshot."""
+    return {"viewport": {"width": 1400, "height": 1000}}
+
+
 def test_fewstep_nodes_are_registered_and_extension_loads_cleanly(page, pack_nodes):
     registered = page.evaluate("() => Object.keys(LiteGraph.registered_node_types)")
     assert set(pack_nodes) <= set(registered)
@@ -64,10 +70,15 @@ def test_compare_report_appears_on_the_node_after_a_run(page, artifacts):
     assert page.fewstep_errors == []
 
 
-def test_ab_test_report_and_picture_appear_on_the_node_after_a_run(page, artifacts):
+@pytest.mark.screenshot
+def test_ab_test_report_and_picture_appear_on_the_node_after_a_run(page, artifacts, node_screenshot):
+    """On the built-in teacher (its pictures are the README's screenshot): 30 vs 8 euler steps."""
+    from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT
     from comfyui_fewstep.tools.graphs import ab_test
+    from comfyui_fewstep.tools.teacher import prompt_for
 
-    g, ids = ab_test("tiny-sd15.safetensors", seed=41, a=(4, 5.0), b=(2, 5.0), repeats=1, save_prefix=None)
+    g, ids = ab_test(DEFAULT_CHECKPOINT, prompt=prompt_for(7), size=32, seed=7, a=(30, 5.0), b=(8, 5.0), repeats=1,
+                     save_prefix=None)
     ab = ids["ab"]
     page.evaluate(f"async () => {{ await app.loadApiJson({json.dumps(g.to_api())}, 'fewstep-ab-test'); "
                   f"await app.queuePrompt(0, 1); }}")
@@ -77,14 +88,15 @@ def test_ab_test_report_and_picture_appear_on_the_node_after_a_run(page, artifac
                      return w && String(w.value).startsWith('A/B test') && n.imgs && n.imgs.length > 0; }""",
         arg=ab, timeout=180_000)
     report = page.evaluate(f"() => app.graph.getNodeById({ab}).widgets.find(w => w.name === 'fewstep_report').value")
-    for part in ("8 model calls/image", "4 model calls/image", "speedup B vs A", "latent PSNR", "SSIM"):
+    for part in ("60 model calls/image", "16 model calls/image", "speedup B vs A", "latent PSNR", "SSIM"):
         assert part in report, (part, report)
     # what a saved workflow holds: seed (re-rolled after queueing), its control, then the rest in order
     values = page.evaluate(f"() => app.graph.serialize().nodes.find(n => n.id === {ab}).widgets_values")
     assert not any("A/B test" in str(v) for v in values), "the report must not be saved as a widget value"
-    assert values[2:] == [4, 5, "euler", "normal", 2, 5, "euler", "normal", 1], values
+    assert values[2:] == [30, 5, "euler", "normal", 8, 5, "euler", "normal", 1], values
     page.evaluate(f"() => {{ app.canvas.centerOnNode(app.graph.getNodeById({ab})); app.canvas.setDirty(true, true); }}")
     page.screenshot(path=str(artifacts / "browser-ab-test-report.png"))
+    node_screenshot(page, "ab-test-report.png", f"app.graph.getNodeById({ab})")
     assert page.fewstep_errors == []
 
 

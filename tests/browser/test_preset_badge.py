@@ -71,7 +71,8 @@ def badge_text(page, node_id):
     return page.evaluate("(id) => app.graph.getNodeById(id).fewstepBadge?.text.textContent ?? null", int(node_id))
 
 
-def test_picking_a_lora_shows_the_badge_and_one_click_applies_it(page, artifacts):
+@pytest.mark.screenshot
+def test_picking_a_lora_shows_the_badge_and_one_click_applies_it(page, artifacts, node_screenshot):
     g, ids = graph()
     page.evaluate(f"async () => {{ await app.loadApiJson({json.dumps(g.to_api())}, 'fewstep-badge'); }}")
     page.wait_for_function("(id) => app.graph.getNodeById(id)?.fewstepBadge?.text.textContent.startsWith('Unknown LoRA')",
@@ -87,14 +88,7 @@ def test_picking_a_lora_shows_the_badge_and_one_click_applies_it(page, artifacts
     badge = page.locator(".fewstep-badge").filter(has_text="TCD LoRA").first
     badge.wait_for(state="visible", timeout=10_000)
     page.screenshot(path=str(artifacts / "browser-preset-badge.png"))
-    page.evaluate(f"() => {{ const n = app.graph.getNodeById({ids['lora']}); "
-                  "app.canvas.ds.offset = [200 - n.pos[0], 200 - n.pos[1]]; app.canvas.setDirty(true, true); }")
-    page.wait_for_timeout(300)
-    node_box = page.evaluate(f"""() => {{ const n = app.graph.getNodeById({ids['lora']});
-        const [x, y] = app.canvas.ds.convertOffsetToCanvas([n.pos[0], n.pos[1] - 30]);
-        const r = app.canvas.canvas.getBoundingClientRect();
-        return {{x: r.left + x, y: r.top + y, width: n.size[0] + 10, height: n.size[1] + 40}}; }}""")
-    page.screenshot(path=str(artifacts / "browser-preset-badge-node.png"), clip=node_box)
+    node_screenshot(page, "preset-badge.png", f"app.graph.getNodeById({ids['lora']})")
 
     before_c = sampler_values(page, ids["c"])
     badge.locator(".fewstep-apply").click()

@@ -6,15 +6,20 @@ is part of the run), never real weights.
 
 The same checks run on workflows saved by earlier releases (saved_workflows/<release>/,
 copied verbatim from that release): node ids and widget positions are a public contract,
-so what users saved then must still validate and run."""
+so what users saved then must still validate and run. The workflows on the built-in digits
+teacher (on every test server) run here as shipped, or in the test named in RUN_ELSEWHERE."""
 
 import copy
+import io
 import json
+import re
 import urllib.parse
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, DISTILLED_LORA, RANDOM_CHECKPOINT
 from comfyui_fewstep.tools.server import PromptRejected
@@ -23,12 +28,16 @@ from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missi
                                               validate_api, validate_ui, with_missing_model_files)
 
 EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning",
-            "distill_then_use", "use_distilled_lora", "tome_sd15", "todo_sdxl", "token_merge_teacache_lora_sd15"}
+            "distill_then_use", "use_distilled_lora", "tome_sd15", "todo_sdxl", "token_merge_teacache_lora_sd15",
+            "ab_test_teacache"}
 LOADERS = {"CheckpointLoaderSimple": "ckpt_name", "FewStepLoraLoader": "lora_name", "UNETLoader": "unet_name",
            "CLIPLoader": "clip_name", "VAELoader": "vae_name"}
 SD15_CHECKPOINT = "v1-5-pruned-emaonly-fp16.safetensors"
 # What each workflow's LoRA must be recognised as (checked through the server's route).
 RECOGNISED = {"lcm_lora_sd15": ("lcm-lora", 4), "hyper_sd15": ("hyper-sd-nstep", 8), "tcd_sd15": ("tcd-lora", 4)}
+# Teacher workflows with their own end-to-end test (they train first, or check the demo's digits).
+RUN_ELSEWHERE = {"fewstep_demo": "tests/e2e/test_server.py", "distill_then_use": "tests/e2e/test_distill_workflows.py",
+                 "use_distilled_lora": "tests/e2e/test_distill_workflows.py"}
 
 
 SAVED = Path(__file__).parent / "saved_workflows"
@@ -146,3 +155,40 @@ def test_sd15_workflow_runs_end_to_end_on_tiny_models(path, client, server):
     assert result.status == "success", result.error
     save = next(i for i, n in graph.items() if n["class_type"] == "SaveImage")
     assert result.outputs[save]["images"][0]["filename"].startswith(f"workflow_{path.stem}")
+
+
+def teacher_workflows(paths=None) -> list[Path]:
+    return [p for p in (paths or api_workflows())
+            if any(n["inputs"].get("ckpt_name") == DEFAULT_CHECKPOINT for n in load(p).values())]
+
+
+def test_every_teacher_workflow_runs_here_or_in_a_named_test():
+    root = Path(__file__).parents[2]
+    stems = {p.stem for p in teacher_workflows()}
+    for name, test_file in RUN_ELSEWHERE.items():
+        assert name in stems, f"{name} is no teacher workflow any more: drop it from RUN_ELSEWHERE"
+        assert (root / test_file).is_file(), test_file
+    assert "ab_test_teacache" in {p.stem for p in teacher_workflows() if p.stem not in RUN_ELSEWHERE}
+
+
+@pytest.mark.timeout(1800)
+@pytest.mark.parametrize("path", [p for p in teacher_workflows() if p.stem not in RUN_ELSEWHERE], ids=label)
+def test_teacher_workflow_runs_end_to_end_as_shipped(path, client):
+    """Unchanged: the built-in teacher is on every test server. Every saved picture shows
+    something, and an A/B test's B (the sped-up branch) makes fewer model calls than A."""
+    graph = load(path)
+    result = client.run(graph, timeout=1500)
+    assert result.status == "success", result.error
+    saves = [i for i, n in graph.items() if n["class_type"] == "SaveImage"]
+    assert saves
+    for node_id in saves:
+        refs = result.outputs[node_id]["images"]
+        assert refs, graph[node_id]["inputs"]["filename_prefix"]
+        for ref in refs:
+            image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))))
+            assert image.std() / 255 > 0.02, f"{ref['filename']} is a uniform frame"
+    for node_id in (i for i, n in graph.items() if n["class_type"] == "FewStepABTest"):
+        report = result.outputs[node_id]["text"][0]
+        calls_a, calls_b = (float(c) for c in re.findall(r"([\d.]+) model calls/image", report))
+        assert calls_b < calls_a, report
+        assert "speedup B vs A" in report and "SSIM" in report, report
