@@ -80,6 +80,24 @@ def test_two_processes_under_torchrun_train_the_same_student(work, single, disti
         assert torch.allclose(a[k], b[k], rtol=1e-3, atol=1e-5), k
 
 
+def test_accelerate_launch_on_cpu_runs_the_same_single_process_student(work, single, distill_cli):
+    """On a CPU-only machine `accelerate launch --cpu` starts one process (several need MPI):
+    the script must start under its launcher and train what the plain run trains."""
+    import shutil
+    import subprocess
+    import sys
+
+    folder, checkpoint = work
+    accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    config = write_config(folder / "acc", checkpoint, "acc", iterations=4)
+    cmd = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
+           "--dynamo_backend", "no", *distill_cli.command(config)[1:]]
+    done = subprocess.run(cmd, env=distill_cli.env(), capture_output=True, text=True, timeout=1800)
+    assert done.returncode == 0, done.stderr[-3000:]
+    a, b = lora(single[0]), lora(folder / "acc" / "loras" / "acc_00001.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_resume_with_another_number_of_processes(work, single, distill_cli):
     folder, checkpoint = work
     first = distill_cli.run(write_config(folder / "resume", checkpoint, "half", iterations=2), processes=2)
