@@ -21,17 +21,12 @@ class Point:
     method: str  # a line in the chart: "EasyCache (core)", "uni_pc (core)", ...
     setting: str  # the point's label: a threshold, a step count, ...
     provider: str  # "core" or "fewstep"
+    kind: str  # one of KINDS
     evals: float  # model evaluations per sample
     psnr: float  # latent PSNR vs the teacher's reference, dB
     prompted: float  # share read as the prompted digit
     model: Any = field(default=None, compare=False, repr=False)  # what to time: the MODEL sampled ...
     overrides: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)  # ... with these settings
-
-    @property
-    def kind(self) -> str:
-        if "Distill" in self.method:
-            return "distilled"
-        return "step cache" if "Cache" in self.method else "fewer steps"
 
 
 def record(ctx, point: Point) -> None:

@@ -85,7 +85,7 @@ def caching_rows(ctx: BenchContext, methods: Sequence[Method] = PEERS) -> list[T
     for m, t, model in configs:
         ctx.log(f"  quality {m.label} threshold {t}")
         s, q = tb.scored(ctx, (m.label, t), model)
-        frontier.record(ctx, frontier.Point(m.label, f"{t:g}", m.provider, s.evals_per_sample, q.psnr_db, q.prompted,
+        frontier.record(ctx, frontier.Point(m.label, f"{t:g}", m.provider, "step cache", s.evals_per_sample, q.psnr_db, q.prompted,
                                             model))
         tm = timings[f"{m.label}@{t}"]
         table.add(m.provider, method=m.label, threshold=t, calls=s.calls_per_run,

@@ -27,6 +27,11 @@ def _student(steps: int):
     return apply
 
 
+def _kind(m: Method) -> str:
+    """How the method saves model evaluations, for the frontier chart."""
+    return "distilled" if m.node == "FewStepDistillTrainer" else "fewer steps"
+
+
 METHODS = (
     Method("euler (core, the teacher's sampler)", "core", settings={"sampler": "euler"}),
     Method("euler, cfg 1 (core)", "core", settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0}),
@@ -77,7 +82,7 @@ def fewstep_rows(ctx: BenchContext) -> list[Table]:
     for m, n, model, over in configs:
         ctx.log(f"  quality {m.label} {n} steps")
         s, q = tb.scored(ctx, (m.label, n), model, **over)
-        frontier.record(ctx, frontier.Point(m.label, f"{n}", m.provider, s.evals_per_sample, q.psnr_db, q.prompted,
+        frontier.record(ctx, frontier.Point(m.label, f"{n}", m.provider, _kind(m), s.evals_per_sample, q.psnr_db, q.prompted,
                                             model, over))
         tm = timings[f"{m.label}@{n}"]
         table.add(m.provider, method=m.label, steps=n, calls=s.calls_per_run, wall=tm.median,

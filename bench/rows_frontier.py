@@ -52,9 +52,10 @@ def _cell(p: Point | None) -> str | None:
     return f"{p.method} {p.setting}: {harness.fmt_psnr(p.psnr)}, {p.evals:.1f} ev., {harness.fmt_pct(p.prompted)}"
 
 
-def _score(ctx: BenchContext, tb, method: str, setting: str, provider: str, model, **overrides) -> None:
+def _score(ctx: BenchContext, tb, method: str, setting: str, provider: str, kind: str, model, **overrides) -> None:
     s, q = tb.scored(ctx, (method, setting), model, **overrides)
-    frontier.record(ctx, Point(method, setting, provider, s.evals_per_sample, q.psnr_db, q.prompted, model, overrides))
+    frontier.record(ctx, Point(method, setting, provider, kind, s.evals_per_sample, q.psnr_db, q.prompted, model,
+                               overrides))
 
 
 def _sweeps(ctx: BenchContext, tb) -> None:
@@ -63,7 +64,7 @@ def _sweeps(ctx: BenchContext, tb) -> None:
         m = by_label[label]
         for n in ctx.pick(SAMPLER_STEPS, smoke=(3,)):
             ctx.log(f"  frontier: {label} {n} steps")
-            _score(ctx, tb, label, f"{n}", m.provider, tb.model, **{"scheduler": "normal", **m.settings, "steps": n})
+            _score(ctx, tb, label, f"{n}", m.provider, "fewer steps", tb.model, **{"scheduler": "normal", **m.settings, "steps": n})
     for peer in PEERS:
         node = peer.node_class(ctx)
         for start, end in ctx.pick(PEER_WINDOWS, smoke=PEER_WINDOWS[:1]):
@@ -71,7 +72,7 @@ def _sweeps(ctx: BenchContext, tb) -> None:
                 ctx.log(f"  frontier: {peer.label} {t} [{start}-{end}]")
                 model = node.execute(tb.model, reuse_threshold=t, start_percent=start, end_percent=end,
                                      verbose=CORE_DEFAULTS["verbose"]).args[0]
-                _score(ctx, tb, peer.label, f"{t:g} [{start:g}-{end:g}]", peer.provider, model)
+                _score(ctx, tb, peer.label, f"{t:g} [{start:g}-{end:g}]", peer.provider, "step cache", model)
     student_method = next((m for m in FEWSTEP_METHODS if m.provider == "fewstep"), None)
     teacache: Method = TEACACHE[0]
     node = teacache.node_class(ctx)
@@ -81,7 +82,7 @@ def _sweeps(ctx: BenchContext, tb) -> None:
     steps, thresholds = STUDENT_TEACACHE
     for t in ctx.pick(thresholds, smoke=thresholds[:1]):
         ctx.log(f"  frontier: student + TeaCache {t}")
-        _score(ctx, tb, "FewStep Distill student + FewStep TeaCache", f"{steps} steps, {t:g}", "fewstep",
+        _score(ctx, tb, "FewStep Distill student + FewStep TeaCache", f"{steps} steps, {t:g}", "fewstep", "distilled",
                teacache.apply(node, student, t), **{**student_method.settings, "steps": steps})
 
 

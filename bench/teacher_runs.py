@@ -4,8 +4,9 @@ Every candidate (a cached model, fewer steps, later a distilled student) draws t
 digits from the same seeds as the reference, through ComfyUI's own KSampler path
 (`nodes.common_ksampler`), and is scored against the reference's final latents (PSNR,
 max |diff|, via fewstep.metrics.difference) and by the held-out digit classifier.
-Model calls are counted by a DIFFUSION_MODEL wrapper added last, i.e. innermost: it sees
-only the calls that actually reach the UNet (a step cache's skipped calls do not).
+Model calls are counted by FewStepABTest's own meter (fewstep/analysis/hooks.py), added
+last, i.e. innermost: it sees only the calls that actually reach the UNet (a step cache's
+skipped calls do not), in calls and in batch rows.
 """
 
 from __future__ import annotations
@@ -19,32 +20,7 @@ import torch
 from ..fewstep.metrics import difference
 from .context import BenchContext
 
-COUNTER_KEY = "fewstep_bench_calls"
 CALIBRATION_SEED = 10_000  # sample_set draws seeds seed + digit (0-9 by default)
-
-
-class CallCounter:
-    """UNet calls, and the batch rows they evaluate: cfg > 1 batches cond and uncond into
-    one call, so rows (not calls) are the cost a cfg-1 step halves."""
-
-    def __init__(self):
-        self.calls = 0
-        self.rows = 0
-
-    def __call__(self, executor, x, *args, **kwargs):
-        self.calls += 1
-        self.rows += x.shape[0]
-        return executor(x, *args, **kwargs)
-
-
-def with_call_counter(model):
-    """(clone of `model` with a counting DIFFUSION_MODEL wrapper innermost, counter)."""
-    import comfy.patcher_extension
-
-    counter = CallCounter()
-    m = model.clone()
-    m.add_wrapper_with_key(comfy.patcher_extension.WrappersMP.DIFFUSION_MODEL, COUNTER_KEY, counter)
-    return m, counter
 
 
 @dataclass
@@ -102,7 +78,9 @@ class TeacherBench:
 
     def sample_set(self, model, seed: int = 0, **overrides) -> SampleSet:
         """`per_digit` samples of every digit, seed `seed + digit` (as tools/teacher.py draws them)."""
-        counted, counter = with_call_counter(model)
+        from ..fewstep.analysis.hooks import metered
+
+        counted, counter = metered(model)
         t0 = time.perf_counter()
         latents = [self.sample(counted, d, self.per_digit, seed + d, **overrides) for d in self.digits]
         seconds = time.perf_counter() - t0
@@ -110,7 +88,7 @@ class TeacherBench:
         images = self.vae.decode(latents_t)
         labels = np.repeat(self.digits, self.per_digit)
         return SampleSet(latents_t, labels, np.asarray(self.teacher.classify_images(images)),
-                         counter.calls / len(self.digits), seconds, counter.rows / len(labels))
+                         counter.diffusion_calls / len(self.digits), seconds, counter.rows() / len(labels))
 
     def scored(self, ctx: BenchContext, key, model, **overrides) -> tuple[SampleSet, Quality]:
         """sample_set + quality vs the reference, once per bench process for `key` (families
@@ -140,12 +118,14 @@ class TeacherBench:
         """One batch-1 sampling run (digit 7, seed 7): the unit every wall time times.
         Returns a callable whose result is the UNet calls that run made (a cache may skip a
         different number than on the quality runs' batches)."""
-        counted, counter = with_call_counter(model)
+        from ..fewstep.analysis.hooks import metered
+
+        counted, counter = metered(model)
 
         def run():
-            before = counter.calls
+            before = counter.diffusion_calls
             self.sample(counted, 7, 1, 7, **overrides)
-            return counter.calls - before
+            return counter.diffusion_calls - before
 
         return run
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 from . import comfy_runtime as rt
 from .demo_page import Picture, Section, render, write
+from .workflows import WORKFLOWS, load, nodes_of
 
-WORKFLOWS = rt.REPO_ROOT / "workflows" / "api"
 OUT = rt.RUNTIME_DIR / "demo"
 REAL_PROMPTS = ("a photo of a red fox in the snow", "a bowl of ramen on a wooden table, studio light",
                 "a lighthouse on a cliff at sunset", "portrait of an old fisherman, detailed")
@@ -62,12 +62,8 @@ def image_stats(png: bytes) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std())
 
 
-def load(step: Step) -> dict:
-    return json.loads((WORKFLOWS / f"{step.workflow}.json").read_text())
-
-
-def nodes_of(graph: dict, kind: str) -> list[str]:
-    return [i for i, n in graph.items() if n["class_type"] == kind]
+def api_graph(step: Step) -> dict:
+    return load(WORKFLOWS / "api" / f"{step.workflow}.json")
 
 
 def on_checkpoint(graph: dict, ckpt_name: str, size: int) -> dict:
@@ -138,6 +134,9 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=512, help="image size with --ckpt (default 512)")
     parser.add_argument("--iterations", type=int, help="training iterations of step 2 (default: the workflow's)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"where to write (default {OUT})")
+    parser.add_argument("--models", type=Path, default=rt.REPO_ROOT / "models",
+                        help="ComfyUI models folder the server uses; the trained LoRA lands in its loras/ "
+                        "(default: the repo's models/, which `make serve` uses too)")
     args = parser.parse_args(argv)
     try:
         rt.find_comfyui()
@@ -147,10 +146,10 @@ def main(argv=None) -> int:
     from .default_model import install_default_models
     from .server import ComfyServer, prepare_base_directory
 
-    base = prepare_base_directory(args.out, models=rt.REPO_ROOT / "models")
+    base = prepare_base_directory(args.out, models=args.models)
     print("[demo] preparing the built-in default model (trained once, then cached)", flush=True)
     install_default_models(base / "models")
-    graphs = {s.key: load(s) for s in STEPS}
+    graphs = {s.key: api_graph(s) for s in STEPS}
     model_note = "the built-in digits teacher (32 px)"
     if args.ckpt:
         ckpt = Path(args.ckpt).expanduser().resolve()

@@ -27,6 +27,11 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def nodes_of(graph: dict, kind: str) -> list[str]:
+    """Ids of an API graph's nodes of class `kind`, in file order."""
+    return [i for i, n in graph.items() if n["class_type"] == kind]
+
+
 def _input_specs(node_info: dict) -> dict[str, list]:
     specs = {}
     for section in ("required", "optional"):

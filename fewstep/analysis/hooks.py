@@ -30,6 +30,7 @@ class Meter:
         self.device = device
         self.sampling_seconds: list[float] = []  # one entry per sampler loop
         self.diffusion_rows = 0
+        self.diffusion_calls = 0  # network calls (cond and uncond batched count once)
         self.apply_rows = 0
         self.noise = None  # the noise of the last sampling run
 
@@ -51,6 +52,7 @@ class Meter:
 
     def diffusion_model(self, executor, *args, **kwargs):
         self.diffusion_rows += int(comfy_compat.diffusion_model_args(args, kwargs)[0].shape[0])
+        self.diffusion_calls += 1
         return executor(*args, **kwargs)
 
     def rows(self) -> int:

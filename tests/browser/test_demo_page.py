@@ -13,7 +13,7 @@ pytestmark = pytest.mark.timeout(3600)
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
-    code = demo.main(["--out", str(out), "--iterations", "4"])
+    code = demo.main(["--out", str(out), "--models", str(out / "own_models"), "--iterations", "4"])
     return code, out
 
 

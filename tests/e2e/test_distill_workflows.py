@@ -18,16 +18,12 @@ import pytest
 from PIL import Image
 
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, DISTILLED_LORA
-from comfyui_fewstep.tools.workflows import WORKFLOWS, load
+from comfyui_fewstep.tools.workflows import WORKFLOWS, load, nodes_of
 
 TRAIN, USE = "distill_then_use", "use_distilled_lora"
 # A real training run (teacher samples at 30 steps, then training): about a minute on 2 idle
 # cores, far longer on a shared machine. This is a guard against a hang, not a speed check.
 pytestmark = pytest.mark.timeout(3600)
-
-
-def nodes_of(graph: dict, kind: str) -> list[str]:
-    return [i for i, n in graph.items() if n["class_type"] == kind]
 
 
 def png(client, ref) -> np.ndarray:

@@ -83,15 +83,14 @@ def test_demo_workflow_draws_the_prompted_digit(client):
     """`make demo`'s first workflow on the trained default model: FewStepABTest's A | B | heat-map
     pictures show sevens in both branches, its report shows TeaCache's calls saved, and the
     skipped calls reach the websocket."""
-    import json
     import re
 
     import torch
 
-    from comfyui_fewstep.tools.demo import STEPS, WORKFLOWS
+    from comfyui_fewstep.tools.demo import STEPS, api_graph
     from comfyui_fewstep.tools.teacher import classify_images
 
-    graph = json.loads((WORKFLOWS / f"{STEPS[0].workflow}.json").read_text())
+    graph = api_graph(STEPS[0])
     result = client.run(graph)
     assert result.status == "success", result.error
     (refs,) = [out["images"] for n, out in result.outputs.items() if graph[n]["class_type"] == "SaveImage"]

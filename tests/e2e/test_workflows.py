@@ -24,8 +24,8 @@ from PIL import Image
 from comfyui_fewstep.tools.default_model import DEFAULT_CHECKPOINT, DISTILLED_LORA, RANDOM_CHECKPOINT
 from comfyui_fewstep.tools.server import PromptRejected
 from comfyui_fewstep.tools.synth_loras import tiny_sd15_lora, write_lora
-from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missing_model_files, load, ui_workflows,
-                                              validate_api, validate_ui, with_missing_model_files)
+from comfyui_fewstep.tools.workflows import (api_workflows, errors_besides_missing_model_files, load, nodes_of,
+                                              ui_workflows, validate_api, validate_ui, with_missing_model_files)
 
 EXPECTED = {"lcm_lora_sd15", "dmd2_sdxl", "sdxl_lightning", "hyper_sd15", "tcd_sd15", "qwen_image_lightning",
             "distill_then_use", "use_distilled_lora", "tome_sd15", "todo_sdxl", "token_merge_teacache_lora_sd15",
@@ -153,7 +153,7 @@ def test_sd15_workflow_runs_end_to_end_on_tiny_models(path, client, server):
         assert (info["preset"], info["steps"]) == RECOGNISED[path.stem]
     result = client.run(graph)
     assert result.status == "success", result.error
-    save = next(i for i, n in graph.items() if n["class_type"] == "SaveImage")
+    save = nodes_of(graph, "SaveImage")[0]
     assert result.outputs[save]["images"][0]["filename"].startswith(f"workflow_{path.stem}")
 
 
@@ -179,7 +179,7 @@ def test_teacher_workflow_runs_end_to_end_as_shipped(path, client):
     graph = load(path)
     result = client.run(graph, timeout=1500)
     assert result.status == "success", result.error
-    saves = [i for i, n in graph.items() if n["class_type"] == "SaveImage"]
+    saves = nodes_of(graph, "SaveImage")
     assert saves
     for node_id in saves:
         refs = result.outputs[node_id]["images"]
@@ -187,7 +187,7 @@ def test_teacher_workflow_runs_end_to_end_as_shipped(path, client):
         for ref in refs:
             image = np.asarray(Image.open(io.BytesIO(client.view(ref["filename"], ref["subfolder"], ref["type"]))))
             assert image.std() / 255 > 0.02, f"{ref['filename']} is a uniform frame"
-    for node_id in (i for i, n in graph.items() if n["class_type"] == "FewStepABTest"):
+    for node_id in nodes_of(graph, "FewStepABTest"):
         report = result.outputs[node_id]["text"][0]
         calls_a, calls_b = (float(c) for c in re.findall(r"([\d.]+) model calls/image", report))
         assert calls_b < calls_a, report
