@@ -52,18 +52,6 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     return time.perf_counter() - start, result
 
 
-def measure(fn: Callable[[], Any], repeats: int = 3, warmup: int = 1) -> Timing:
-    """Run `fn` `warmup` times (kept apart in Timing.warmup), then `repeats` timed times."""
-    if repeats < 1:
-        raise ValueError("repeats must be >= 1")
-    warm = [_timed(fn)[0] for _ in range(warmup)]
-    secs, result = [], None
-    for _ in range(repeats):
-        t, result = _timed(fn)
-        secs.append(t)
-    return Timing(secs, warm, result)
-
-
 def side_by_side(variants: dict[str, Callable[[], Any]], repeats: int = 3, warmup: int = 1,
                  warm_each: bool = True) -> dict[str, Timing]:
     """Time several variants interleaved, each warmed up first (or, with warm_each=False,

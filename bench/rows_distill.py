@@ -52,7 +52,7 @@ def distill_rows(ctx: BenchContext) -> list[Table]:
     for what, value in rows:
         cost.add("fewstep", what=what, value=value)
     cost.notes.append("Held-out: one extra seed per prompt, never trained on. The fewstep table measures the student "
-                      "on the bench's own 100 samples at 1-8 steps.")
+                      "on the bench's own samples (every digit, seeds 0 + digit) at 1-8 steps.")
 
     memory = Table("distill_memory", "FewStep Distill: peak memory of training by student steps", MEMORY)
     for checkpointing in (True, False):

@@ -12,8 +12,9 @@
   generic indicator skips above the UNet, so a skipped call never reaches it.
 - `teacache_overhead`: what FewStep TeaCache costs when it skips nothing (threshold 0:
   indicator, decisions and caches still run) on random-weight full-size SD1.5 (512 px)
-  and SDXL (1024 px): the wrappers' own time per model call, measured inside them, as a
-  share of one sampling step, plus the side-by-side wall-time ratio of whole runs.
+  and, under BENCH=full, SDXL (1024 px): the wrappers' own time per model call, measured
+  inside them, as a share of one sampling step, plus the side-by-side wall-time ratio of
+  whole runs.
 """
 
 from __future__ import annotations
@@ -70,13 +71,12 @@ STEPS, CFG = 3, 5.0  # cfg > 1: cond and uncond in one call per step, as users r
 
 
 def _cases(ctx: BenchContext):
-    """(layout, px, side by side?): SDXL's whole-run ratio only under BENCH=full (see notes)."""
-    return ctx.pick(default=[("sd15", 512, True), ("sdxl", 1024, False)],
-                    full=[("sd15", 512, True), ("sdxl", 1024, True)],
-                    smoke=[("tiny-sd15", 64, True), ("tiny-sd15", 64, False)])
+    """(layout, px): SDXL only under BENCH=full, where its calls take over a minute each on 2
+    CPU cores and its random model takes minutes to build (most of the old default's 14 min)."""
+    return ctx.pick(default=[("sd15", 512)], full=[("sd15", 512), ("sdxl", 1024)], smoke=[("tiny-sd15", 64)])
 
 
-def _run(model, px: int, cond, stats: list | None = None, steps: int = STEPS):
+def _run(model, px: int, cond, stats: list | None = None):
     import nodes
 
     from ..fewstep.caching.state import Settings
@@ -85,7 +85,7 @@ def _run(model, px: int, cond, stats: list | None = None, steps: int = STEPS):
     latent = nodes.EmptyLatentImage().generate(px, px, 1)[0]
     if stats is not None:
         model = apply_teacache(model, Settings(0.0), "auto", "off", reporter=stats.append)
-    return lambda: nodes.common_ksampler(model, 0, steps, CFG, "euler", "normal", cond, cond, latent)[0]["samples"]
+    return lambda: nodes.common_ksampler(model, 0, STEPS, CFG, "euler", "normal", cond, cond, latent)[0]["samples"]
 
 
 def _time_side_by_side(ctx: BenchContext, model, px: int, cond, stats: list) -> tuple[float, float]:
@@ -96,27 +96,14 @@ def _time_side_by_side(ctx: BenchContext, model, px: int, cond, stats: list) -> 
     return base.median / STEPS, harness.speedup(tc, base)
 
 
-def _time_teacache_only(model, px: int, cond, stats: list) -> float:
-    """One step in s from a single TeaCache run after a 1-step unpatched warm-up: at a minute
-    or more per UNet call, a side-by-side whole-run ratio with one repeat is mostly noise
-    and does not fit the default run's budget; the in-wrapper time is measured either way."""
-    _run(model, px, cond, steps=1)()
-    return harness.measure(_run(model, px, cond, stats), repeats=1, warmup=0).median / STEPS
-
-
 def overhead_rows(ctx: BenchContext) -> list[Table]:
     table = Table("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped (threshold 0)", COLUMNS)
-    for layout, px, together in _cases(ctx):
+    for layout, px in _cases(ctx):
         model = ctx.random_model(layout)
         cond = random_conditioning(layout, px, px)
         stats: list = []
-        ratio = None
-        if together:
-            ctx.log(f"  {layout} {px}px: {STEPS} steps, {ctx.repeats} repeat(s) side by side")
-            step, ratio = _time_side_by_side(ctx, model, px, cond, stats)
-        else:
-            ctx.log(f"  {layout} {px}px: {STEPS} steps, TeaCache run only")
-            step = _time_teacache_only(model, px, cond, stats)
+        ctx.log(f"  {layout} {px}px: {STEPS} steps, {ctx.repeats} repeat(s) side by side")
+        step, ratio = _time_side_by_side(ctx, model, px, cond, stats)
         last = stats[-1]
         per_step = last["overhead_ms_per_call"] * last["calls"] / STEPS
         table.add("fewstep", model=LAYOUT_NAMES[layout], size=px, step=step, overhead_ms=per_step,
@@ -129,7 +116,6 @@ def overhead_rows(ctx: BenchContext) -> list[Table]:
         "the median of per-repeat ratios of runs interleaved side by side; it includes machine noise of a few "
         "percent either way, which is why the measured in-wrapper time is the figure to judge against 2% of a step.")
     if not ctx.full:
-        table.notes.append("SDXL 1024 px: a 1-step unpatched warm-up, then one TeaCache run whose in-wrapper time is "
-                           "measured (a UNet call takes over a minute on 2 CPU cores; a one-repeat whole-run ratio "
-                           "would be noise). `BENCH=full` times it side by side like SD1.5.")
+        table.notes.append("SDXL 1024 px runs under `BENCH=full` only (a UNet call takes over a minute on 2 CPU "
+                           "cores).")
     return [table]

@@ -1,7 +1,7 @@
 """One speed/quality chart of every method on the digits teacher, and who wins at each budget.
 
 Cost is model evaluations per sample (bench/frontier.py), quality the latent PSNR against
-the teacher's 30-step cfg-5 result on the same 100 samples every teacher family scores.
+the teacher's 30-step cfg-5 result on the same samples every teacher family scores.
 The chart takes every point the caching and few-step families scored in this process
 (`ctx.family` runs them first when they did not run) and adds sweeps of its own, so each method is
 drawn at its best frontier rather than at its defaults:

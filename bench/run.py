@@ -59,7 +59,8 @@ ATTENTION_NAMES = {"attention_pytorch": "PyTorch SDPA", "attention_sub_quad": "s
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -P -m comfyui_fewstep.bench.run", description=__doc__.split("\n")[0])
     p.add_argument("--preset", choices=("default", "full", "smoke"), default="default",
-                   help="default: fits 40 min on 2 CPU cores; full: adds large sizes (SDXL); "
+                   help="default: every family at sizes that fit a 2-core CPU; full: adds large sizes (SDXL) and "
+                        "100 teacher samples instead of 50; "
                         "smoke: tiny sizes in seconds, to test the harness (numbers meaningless)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (median reported)")
@@ -147,8 +148,11 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    ctx = BenchContext(args.preset, args.repeats, args.device, args.out.resolve(),
-                       log=lambda s: print(s, flush=True), families={n: f.run for n, f in families.items()})
+    def log(line: str) -> None:  # minutes since start: where a long run spends its time
+        print(f"[{(time.perf_counter() - t_start) / 60:5.1f} min] {line}", flush=True)
+
+    ctx = BenchContext(args.preset, args.repeats, args.device, args.out.resolve(), log=log,
+                       families={n: f.run for n, f in families.items()})
     env = environment(ctx.date)
     ctx.log(f"FewStep bench: preset {args.preset}, {args.repeats} repeats, {env.attention}, {env.device}")
 

@@ -12,17 +12,6 @@ from comfyui_fewstep.bench import harness
 from comfyui_fewstep.bench.harness import Column, Environment, Table, Timing
 
 
-def test_measure_warms_up_first_and_times_only_the_repeats():
-    calls = []
-    t = harness.measure(lambda: calls.append(len(calls)) or len(calls), repeats=3, warmup=2)
-    assert len(calls) == 5  # 2 warm-up + 3 timed
-    assert len(t.warmup) == 2 and len(t.seconds) == 3
-    assert t.result == 5  # the last timed call's return value
-    assert all(s >= 0 for s in t.seconds)
-    with pytest.raises(ValueError):
-        harness.measure(lambda: None, repeats=0)
-
-
 def test_median_and_spread_of_known_seconds():
     t = Timing([3.0, 1.0, 2.0, 10.0, 2.5])
     assert t.median == 2.5
