@@ -27,4 +27,5 @@ HOOK_MODULES = (
     "analysis.hooks",
     "analysis.ab_test",
     "tome.hooks",
+    "tome.dit",
 )

@@ -25,6 +25,7 @@ from pathlib import Path
 import comfy.k_diffusion.sampling as k_sampling
 import comfy.ldm.common_dit
 import comfy.ldm.flux.layers
+import comfy.ldm.flux.model
 import comfy.ldm.modules.attention as attention
 import comfy.ldm.modules.diffusionmodules.openaimodel as openaimodel
 import comfy.ldm.wan.model
@@ -641,6 +642,92 @@ def block_forward_key(path: str) -> str:
     BaseModel, whose network is the attribute `diffusion_model`; an instance attribute
     `forward` is what torch.nn.Module.__call__ runs."""
     return f"diffusion_model.{path}.forward"
+
+
+# ---- DiT attention (token merging) ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class FluxLayout:
+    """A Flux network: latent pixels per token side, and its block groups as (name, count)
+    in the order they run, named as transformer_options["block_type"] names them."""
+
+    patch_size: int
+    groups: tuple
+
+
+def flux_layout(model_patcher) -> FluxLayout | None:
+    """The layout of a Flux network (FLUX.1, Kontext, FLUX.2), or None for other networks.
+    0.3.75: model_base.Flux/Flux2 run comfy.ldm.flux.model.Flux, whose forward_orig runs
+    double_blocks then single_blocks, with the joint sequence [text, image, reference
+    images] in both (DoubleStreamBlock cats (txt, img) unless flipped_img_txt, which Flux
+    never sets; the single blocks get cat((txt, img))), RoPE applied to q and k in
+    comfy.ldm.flux.math.attention before optimized_attention."""
+    dm = getattr(model_patcher.model, "diffusion_model", None)
+    if type(dm) is not comfy.ldm.flux.model.Flux or any(b.flipped_img_txt for b in dm.double_blocks):
+        return None
+    groups = tuple((name, len(blocks)) for name, blocks in (("double", dm.double_blocks), ("single", dm.single_blocks))
+                   if len(blocks))
+    return FluxLayout(int(dm.patch_size), groups)
+
+
+def flux_call_tokens(args: tuple, kwargs: dict, patch_size: int) -> tuple[int, tuple[int, int], int]:
+    """(text tokens, (h, w) of the image's token grid, all tokens) of a Flux DIFFUSION_MODEL
+    wrapper call. 0.3.75: Flux.forward passes (x, timestep, context, y, guidance,
+    ref_latents, control, transformer_options) on positionally; _forward pads x to the patch
+    size, so the grid is ((h + p // 2) // p, (w + p // 2) // p), and every reference latent
+    adds its own grid after the image's."""
+    context = args[2] if len(args) > 2 else kwargs["context"]
+    refs = args[5] if len(args) > 5 else kwargs.get("ref_latents")
+
+    def grid(t: torch.Tensor) -> tuple[int, int]:
+        return (t.shape[-2] + patch_size // 2) // patch_size, (t.shape[-1] + patch_size // 2) // patch_size
+
+    h, w = grid(args[0])
+    total = context.shape[1] + h * w + sum(gh * gw for gh, gw in map(grid, refs or ()))
+    return int(context.shape[1]), (h, w), int(total)
+
+
+def dit_block(options: dict) -> tuple[str | None, int | None]:
+    """(block type, index) of the DiT block running. 0.3.75: Flux.forward_orig sets
+    transformer_options["block_type"] ("double"/"single") and ["block_index"]."""
+    return options.get("block_type"), options.get("block_index")
+
+
+ATTENTION_OVERRIDE = "optimized_attention_override"
+
+
+def attention_override(options: dict):
+    """The override in the single slot every optimized_attention call goes through, or
+    None. 0.3.75: comfy.ldm.modules.attention.wrap_attn calls
+    transformer_options["optimized_attention_override"](func, *args, **kwargs) with `func`
+    the undecorated attention function."""
+    return options.get(ATTENTION_OVERRIDE)
+
+
+def set_attention_override(options: dict, override) -> None:
+    """Put `override` in the slot (None empties it). 0.3.75: see attention_override."""
+    if override is None:
+        options.pop(ATTENTION_OVERRIDE, None)
+    else:
+        options[ATTENTION_OVERRIDE] = override
+
+
+def attention_call(args: tuple, kwargs: dict):
+    """(q, k, v, mask, transformer_options) of an optimized_attention call as an override
+    receives it (without `func`), q/k/v as [B, heads, tokens, dim]; None when they come
+    unsplit. 0.3.75: optimized_attention(q, k, v, heads, mask=None, attn_precision=None,
+    skip_reshape=False, ..., transformer_options=...); Flux passes skip_reshape=True, mask
+    and transformer_options as keywords."""
+    if not kwargs.get("skip_reshape") or len(args) < 4:
+        return None
+    mask = kwargs.get("mask", args[4] if len(args) > 4 else None)
+    return args[0], args[1], args[2], mask, kwargs.get("transformer_options") or {}
+
+
+def with_attention_kv(args: tuple, k: torch.Tensor, v: torch.Tensor) -> tuple:
+    """The arguments of an optimized_attention call with other keys and values. 0.3.75:
+    (q, k, v, heads, ...)."""
+    return (args[0], k, v, *args[3:])
 
 
 # ---- training -----------------------------------------------------------------------------

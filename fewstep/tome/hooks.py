@@ -13,8 +13,11 @@
 - An OUTER_SAMPLE wrapper gives each sampling run its state (the model's sigma schedule,
   for start_percent/end_percent, and the counts logged at the end), dropped in `finally`.
 
+- Flux (ToDo only): see dit.py; block groups come from comfy_compat.flux_layout.
+
 Levels come from the model's structure (comfy_compat.unet_layout), not token counts.
-DiTs have no route here: the node logs a warning and passes the model through unchanged.
+ToMe on a DiT, and DiTs other than Flux, have no route: the node logs a warning and passes
+the model through unchanged.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ import comfy.patcher_extension as pe
 import torch
 
 from .. import architectures, comfy_compat
+from .dit import diffusion_model_wrapper
 from .merge import bipartite_soft_matching, downsample_tokens, partition_seed
-from .settings import Settings, active, selected_levels
+from .settings import Settings, active, selected_groups, selected_levels
 
 KEY = "fewstep_token_merge"  # wrapper key
 RUN_KEY = "fewstep_token_merge_run"  # transformer_options key of the current run's state
@@ -111,6 +115,22 @@ def tome_forward(previous, level: int, settings: Settings):
     return forward
 
 
+def _with_run_state(model):
+    m = model.clone()
+    m.remove_wrappers_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY)  # one run state for any number of nodes
+    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
+    return m
+
+
+def _flux_todo(model, settings: Settings, name: str, flux):
+    groups = selected_groups(flux.groups, settings.max_depth, name)
+    m = _with_run_state(model)
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, KEY,
+                           diffusion_model_wrapper(settings, groups, flux.patch_size, _in_window))
+    log.info("FewStep Token Merge: todo on %s, %s blocks", name, " and ".join(groups))
+    return m
+
+
 def apply_token_merge(model, settings: Settings):
     """A clone of `model` with token merging, or `model` itself (with a warning) when it has
     no route. Raises settings.DepthError when max_depth is beyond the model."""
@@ -118,13 +138,19 @@ def apply_token_merge(model, settings: Settings):
     name = architectures.display_name(family.id) if family.id else family.config
     layout = comfy_compat.unet_layout(model)
     if layout is None or not layout.attention_levels:
-        log.warning("FewStep Token Merge: %s is not an SD-style UNet with attention; token merging supports SD1.5, "
-                    "SD2 and SDXL UNets only. The model passes through unchanged.", name)
+        flux = comfy_compat.flux_layout(model)
+        if flux is not None and settings.method == "todo":
+            return _flux_todo(model, settings, name, flux)
+        if flux is not None:
+            log.warning("FewStep Token Merge: method tome has no route on DiTs such as %s (use method todo there). "
+                        "The model passes through unchanged.", name)
+        else:
+            log.warning("FewStep Token Merge: %s is neither an SD-style UNet with attention nor a Flux DiT; token "
+                        "merging supports SD1.5, SD2 and SDXL UNets, and Flux with method todo. The model passes "
+                        "through unchanged.", name)
         return model
     levels = selected_levels(layout.attention_levels, settings.max_depth, name)
-    m = model.clone()
-    m.remove_wrappers_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY)  # one run state for any number of nodes
-    m.add_wrapper_with_key(pe.WrappersMP.OUTER_SAMPLE, KEY, outer_sample_wrapper)
+    m = _with_run_state(model)
     if settings.method == "todo":
         m.set_model_attn1_patch(todo_patch(settings, levels, dict(layout.levels)))
     else:

@@ -43,6 +43,23 @@ def downsample_tokens(x: torch.Tensor, h: int, w: int, factor: float) -> torch.T
     return small.permute(0, 2, 3, 1).reshape(b, nh * nw, c)
 
 
+def downsample_span(x: torch.Tensor, start: int, h: int, w: int, factor: float) -> torch.Tensor:
+    """ToDo on a DiT's joint sequence: keys or values x [B, H, N, D] (tokens on dim 2) whose
+    tokens [start, start + h*w) are an h x w image grid in row-major order. Returns
+    [B, H, N - h*w + h'*w', D]: the grid downsampled as `downsample_tokens` does, every
+    token before and after it (text, reference images) kept as it is. Factor 1 returns x."""
+    b, heads, n, d = x.shape
+    end = start + h * w
+    if end > n:
+        raise ValueError(f"a {h}x{w} grid from token {start} does not fit in {n} tokens")
+    grid = x[:, :, start:end].reshape(b * heads, h * w, d)
+    small = downsample_tokens(grid, h, w, factor)
+    if small is grid:
+        return x
+    small = small.reshape(b, heads, -1, d)
+    return torch.cat([x[:, :, :start], small, x[:, :, end:]], dim=2)
+
+
 def partition_seed(seed: int, level: int, sigma: float) -> int:
     """A 63-bit generator seed from (seed, UNet level, sigma): every level and step gets its
     own partition, the same one in every run with this seed."""

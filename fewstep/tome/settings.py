@@ -6,6 +6,10 @@ come from the model's own block structure (fewstep.comfy_compat.unet_layout), ne
 token counts, which merging itself changes. `max_depth` counts only levels that have
 attention, from the top: max_depth 1 on SD1.5 is level 0 (64x64 tokens at 512 px); on
 SDXL, whose top level has no attention, it is level 1 (64x64 tokens at 1024 px).
+
+A DiT has no levels: all its blocks see the same tokens. There `max_depth` counts the
+model's block groups in the order they run (Flux: 1 = its double-stream blocks, 2 = its
+double- and single-stream blocks), read from the model (comfy_compat.flux_layout).
 """
 
 from __future__ import annotations
@@ -71,6 +75,17 @@ def selected_levels(attention_levels, max_depth: int, model_name: str = "this mo
             f"max_depth {max_depth} is beyond {model_name}, which has attention at {len(levels)} UNet "
             f"level(s) ({', '.join(map(str, levels)) or 'none'}): set max_depth to 1..{len(levels)}")
     return tuple(levels[:max_depth])
+
+
+def selected_groups(groups, max_depth: int, model_name: str = "this model") -> tuple[str, ...]:
+    """The first `max_depth` of a DiT's block groups ((name, block count) pairs, in the order
+    they run); DepthError when the model has fewer."""
+    if max_depth > len(groups):
+        have = ", ".join(f"{name} ({count} blocks)" for name, count in groups) or "none"
+        raise DepthError(
+            f"max_depth {max_depth} is beyond {model_name}, which has {len(groups)} DiT block group(s): {have}; "
+            f"set max_depth to 1..{len(groups)}")
+    return tuple(name for name, _count in groups[:max_depth])
 
 
 def active(sigma: float, start_sigma: float, end_sigma: float) -> bool:

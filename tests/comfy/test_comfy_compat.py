@@ -396,3 +396,112 @@ def test_a_transformer_blocks_forward_is_object_patched_and_reads_its_call(sd15)
     h, w = sd15.latent["samples"].shape[-2:]
     assert shape[1] == h * w and grid == (h, w) and sigma > 0 and block == ("input", 1)
     assert m.model.diffusion_model.get_submodule(path).forward is not forward  # the unpatched run restored it
+
+
+def test_flux_layout_reads_patch_size_and_block_groups(flux, sd15):
+    layout = cc.flux_layout(flux.model)
+    assert layout.patch_size == 2 and layout.groups == (("double", 1), ("single", 1))
+    assert cc.flux_layout(sd15.model) is None and cc.flux_layout(tf.build("sd3").model) is None
+
+
+class AttentionRecorder:
+    """An override in the attention slot: records each call as FewStep reads it, then runs
+    ComfyUI's attention function, optionally with the keys/values cut to `keep` tokens."""
+
+    def __init__(self, keep=None):
+        self.calls, self.keep = [], keep
+
+    def __call__(self, func, *args, **kwargs):
+        q, k, v, mask, options = cc.attention_call(args, kwargs)
+        self.calls.append((cc.dit_block(options), q, k, v, mask))
+        if self.keep is not None:
+            args = cc.with_attention_kv(args, k[:, :, :self.keep], v[:, :, :self.keep])
+        return func(*args, **kwargs)
+
+
+def flux_run(flux, latent, noise_seed=0, keep=None, cfg=1.0):
+    """One Euler step of core sampling on the tiny Flux with an AttentionRecorder in the slot
+    and a DIFFUSION_MODEL wrapper reading the call's token layout."""
+    import comfy.patcher_extension as pe
+    import comfy.sample
+
+    m = flux.model.clone()
+    rec, layouts = AttentionRecorder(keep), []
+    cc.set_attention_override(m.model_options.setdefault("transformer_options", {}), rec)
+
+    def wrapper(executor, *args, **kwargs):
+        layouts.append(cc.flux_call_tokens(args, kwargs, cc.flux_layout(m).patch_size))
+        return executor(*args, **kwargs)
+
+    m.add_wrapper_with_key(pe.WrappersMP.DIFFUSION_MODEL, "test", wrapper)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(noise_seed))
+    out = comfy.sample.sample(m, noise, 1, cfg, "euler", flux.scheduler, flux.positive, flux.negative, latent, seed=0,
+                              disable_pbar=True)
+    return out, rec.calls, layouts
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 8, 8), (2, 16, 9, 7)])
+def test_flux_attention_calls_reach_the_slot_with_the_call_token_layout(flux, shape):
+    out, calls, layouts = flux_run(flux, torch.zeros(shape), cfg=2.0)
+    assert torch.isfinite(out).all()
+    (text, (h, w), total), = layouts  # cond and uncond in one call
+    assert text == flux.positive[0][0].shape[1] and (h, w) == ((shape[2] + 1) // 2, (shape[3] + 1) // 2)
+    assert total == text + h * w
+    assert [block for block, *_ in calls] == [("double", 0), ("single", 0)]
+    for _block, q, k, v, mask in calls:
+        assert q.dim() == 4 and q.shape[0] == 2 * shape[0] and q.shape[2] == k.shape[2] == v.shape[2] == total
+        assert mask is None
+
+
+def test_flux_attention_accepts_fewer_keys_than_queries(flux):
+    latent = torch.zeros(1, 16, 8, 8)
+    full, _calls, _ = flux_run(flux, latent)
+    text = flux.positive[0][0].shape[1]
+    cut, calls, _ = flux_run(flux, latent, keep=text)
+    assert cut.shape == full.shape and torch.isfinite(cut).all() and not torch.equal(cut, full)
+
+
+def test_flux_applies_rope_to_q_and_k_before_the_slot(flux):
+    import comfy.ldm.flux.math as flux_math
+
+    dm = flux.model.model.diffusion_model
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 6, 128, generator=gen) for _ in range(3))
+    ids = torch.zeros(1, 6, 3)
+    ids[0, :, 1], ids[0, :, 2] = torch.tensor([0., 0, 1, 1, 2, 2]), torch.tensor([0., 1, 0, 1, 0, 1])
+    pe = dm.pe_embedder(ids)
+    rec = AttentionRecorder()
+    flux_math.attention(q, k, v, pe=pe, transformer_options={cc.ATTENTION_OVERRIDE: rec})
+    (_block, q_seen, k_seen, v_seen, _mask), = rec.calls
+    rq, rk = flux_math.apply_rope(q, k, pe)
+    assert torch.equal(q_seen, rq) and torch.equal(k_seen, rk) and torch.equal(v_seen, v)
+    assert not torch.equal(k_seen, k)  # the keys arrive rotated: each carries its own position
+
+
+def test_flux_joint_sequences_are_text_then_image(flux):
+    """Double blocks: a token's key depends only on its own stream before attention, so
+    another image (same prompt, same step) changes exactly the keys after the text. Single
+    blocks: their input is the double blocks' text output followed by their image output."""
+    latent = torch.zeros(1, 16, 8, 8)
+    text = flux.positive[0][0].shape[1]
+    _, a, _ = flux_run(flux, latent, noise_seed=0)
+    _, b, _ = flux_run(flux, latent, noise_seed=1)
+    ka, kb = a[0][2], b[0][2]
+    assert a[0][0] == ("double", 0)
+    assert torch.equal(ka[:, :, :text], kb[:, :, :text]) and not torch.equal(ka[:, :, text:], kb[:, :, text:])
+    seen = {}
+
+    def double(args, extra):
+        out = extra["original_block"](args)
+        seen["txt"], seen["img"] = out["txt"].clone(), out["img"].clone()
+        return out
+
+    def single(args, extra):
+        seen["joint"] = args["img"].clone()
+        return extra["original_block"](args)
+
+    m = flux.model.clone()
+    m.set_model_patch_replace(double, "dit", "double_block", 0)
+    m.set_model_patch_replace(single, "dit", "single_block", 0)
+    sample(flux, m, steps=1, cfg=1.0)
+    assert torch.equal(seen["joint"], torch.cat([seen["txt"], seen["img"]], dim=1))

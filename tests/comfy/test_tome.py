@@ -180,7 +180,7 @@ def test_a_dit_passes_through_unchanged_with_a_warning(tiny, caplog):
     with caplog.at_level(logging.WARNING, logger="FewStep.TokenMerge"):
         out = merged(fam.model, "tome", ratio=0.5)
     assert out is fam.model
-    assert "FLUX.1 is not an SD-style UNet" in caplog.text and "passes through unchanged" in caplog.text
+    assert "method tome has no route on DiTs such as FLUX.1" in caplog.text and "passes through unchanged" in caplog.text
 
 
 def test_the_node_validates_and_patches(pack_nodes, tiny):
