@@ -1,5 +1,6 @@
 """FewStepTokenMerge: fewer attention tokens at a UNet's high-resolution levels (ToDo key/value
-downsampling or ToMe token merging). The maths lives in fewstep/tome/."""
+downsampling or ToMe token merging), or in a Flux DiT's blocks (ToDo). The maths lives in
+fewstep/tome/."""
 
 from comfy_api.latest import io
 
@@ -17,16 +18,19 @@ class FewStepTokenMerge(io.ComfyNode):
             description="Cuts the tokens attention works on in a UNet's high-resolution levels: ToDo downsamples "
             "self-attention keys/values, ToMe merges similar tokens through whole transformer blocks. Pays at large "
             "images (attention grows with the square of the token count), little at 512 px. SD1.5, SD2 and SDXL "
-            "UNets; other models pass through unchanged with a warning in the log.",
+            "UNets; Flux (FLUX.1, Kontext, FLUX.2) with todo only, on the image tokens' keys/values. Other models "
+            "pass through unchanged with a warning in the log.",
             inputs=[
                 io.Model.Input(
-                    "model", tooltip="An SD1.5, SD2 or SDXL UNet model; it is cloned, the input stays unchanged. "
-                    "DiTs (Flux, SD3, Wan, ...) have no route here: they pass through unchanged and the log says so."),
+                    "model", tooltip="An SD1.5, SD2 or SDXL UNet, or a Flux DiT (FLUX.1, Kontext, FLUX.2: method "
+                    "todo only); it is cloned, the input stays unchanged. Other DiTs (SD3, Wan, Chroma, ...) and tome "
+                    "on Flux have no route: the model passes through unchanged and the log says so."),
                 io.Combo.Input(
                     "method", options=list(METHODS), default="todo",
                     tooltip="todo: downsample self-attention keys/values (all queries kept, no unmerge; cheap, "
-                    "the better choice under efficient attention). tome: merge similar tokens before each selected "
-                    "transformer block and unmerge after (also saves cross-attention and feed-forward work)."),
+                    "the better choice under efficient attention; on Flux only the image tokens' keys/values, text "
+                    "kept whole). tome (UNets only): merge similar tokens before each selected transformer block and "
+                    "unmerge after (also saves cross-attention and feed-forward work)."),
                 io.Float.Input(
                     "ratio", default=0.5, min=0.0, max=0.99, step=0.05,
                     tooltip="ToMe only: share of a level's tokens merged away (at most 0.75: one token of each 2x2 "
@@ -34,11 +38,13 @@ class FewStepTokenMerge(io.ComfyNode):
                 io.Float.Input(
                     "downsample", default=2.0, min=1.0, max=8.0, step=0.5,
                     tooltip="ToDo only: keys/values are downsampled by this factor per side (2 = a quarter of the "
-                    "tokens). 1 = off, identical to the unpatched model. 2-3 typical."),
+                    "tokens; on Flux, of the image tokens). 1 = off, identical to the unpatched model. 2-3 typical."),
                 io.Int.Input(
                     "max_depth", default=1, min=1, max=8,
                     tooltip="How many UNet levels with attention, from the highest resolution down (1 = the top one "
                     "only: 64x64 tokens on SD1.5 at 512 px, on SDXL at 1024 px, whose top level has no attention). "
+                    "On Flux, whose blocks all see the same tokens, the block groups in the order they run: 1 = the "
+                    "double-stream blocks (19 on FLUX.1), 2 = double- and single-stream blocks (all 57). "
                     "More than the model has is an error when the run starts."),
                 io.Float.Input(
                     "start_percent", default=0.0, min=0.0, max=1.0, step=0.01,
@@ -53,7 +59,7 @@ class FewStepTokenMerge(io.ComfyNode):
                     "seed gives the same image, whether or not ComfyUI batches cond and uncond together."),
             ],
             outputs=[io.Model.Output(tooltip="A clone of the model with token merging (or the input model unchanged "
-                                             "when it is not a UNet this node supports).")],
+                                             "when this node has no route for it and the method).")],
         )
 
     @classmethod

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from comfyui_fewstep.fewstep.tome import merge as tm
-from comfyui_fewstep.fewstep.tome.settings import DepthError, Settings, active, check, selected_levels
+from comfyui_fewstep.fewstep.tome.settings import DepthError, Settings, active, check, selected_groups, selected_levels
 
 
 def gen(seed=0):
@@ -34,6 +34,22 @@ def test_todo_factor_one_is_the_input_itself_and_factor_two_picks_grid_tokens():
 def test_todo_refuses_tokens_that_are_not_the_grid():
     with pytest.raises(ValueError, match="do not form a 4x4 grid"):
         tm.downsample_tokens(torch.zeros(1, 15, 2), 4, 4, 2.0)
+
+
+@pytest.mark.parametrize("h, w", [(4, 4), (5, 3)])
+def test_a_span_downsamples_only_the_grid_and_keeps_the_tokens_around_it(h, w):
+    b, heads, before, after, d = 2, 3, 4, 2, 5
+    x = torch.randn(b, heads, before + h * w + after, d, generator=torch.Generator().manual_seed(0))
+    out = tm.downsample_span(x, before, h, w, 2.0)
+    nh, nw = tm.downsampled_size(h, w, 2.0)
+    assert out.shape == (b, heads, before + nh * nw + after, d)
+    assert torch.equal(out[:, :, :before], x[:, :, :before]) and torch.equal(out[:, :, -after:], x[:, :, -after:])
+    grid = x[:, :, before:before + h * w].reshape(b * heads, h * w, d)
+    expected = tm.downsample_tokens(grid, h, w, 2.0).reshape(b, heads, nh * nw, d)
+    assert torch.equal(out[:, :, before:before + nh * nw], expected)  # each head and row on its own grid
+    assert tm.downsample_span(x, before, h, w, 1.0) is x
+    with pytest.raises(ValueError, match="does not fit"):
+        tm.downsample_span(x, before + after + 1, h, w, 2.0)
 
 
 def test_partition_seed_depends_on_seed_level_and_sigma_only():
@@ -145,3 +161,11 @@ def test_levels_are_picked_from_the_top_among_those_with_attention():
 def test_the_percent_window_is_inclusive_in_sigma():
     assert active(5.0, 10.0, 1.0) and active(10.0, 10.0, 1.0) and active(1.0, 10.0, 1.0)
     assert not active(0.5, 10.0, 1.0) and not active(11.0, 10.0, 1.0)
+
+
+def test_dit_block_groups_are_picked_in_the_order_they_run():
+    groups = (("double", 19), ("single", 38))
+    assert selected_groups(groups, 1) == ("double",) and selected_groups(groups, 2) == ("double", "single")
+    with pytest.raises(DepthError, match=r"max_depth 3 is beyond FLUX.1, which has 2 DiT block group\(s\): double "
+                                         r"\(19 blocks\), single \(38 blocks\); set max_depth to 1..2"):
+        selected_groups(groups, 3, "FLUX.1")
