@@ -730,6 +730,14 @@ def with_attention_kv(args: tuple, k: torch.Tensor, v: torch.Tensor) -> tuple:
     return (args[0], k, v, *args[3:])
 
 
+def with_attention_mask(args: tuple, kwargs: dict, mask: torch.Tensor) -> tuple[tuple, dict]:
+    """(args, kwargs) of an optimized_attention call with another mask. 0.3.75: `mask` is
+    the fifth parameter; Flux passes it as a keyword."""
+    if "mask" in kwargs or len(args) <= 4:
+        return args, {**kwargs, "mask": mask}
+    return (*args[:4], mask, *args[5:]), kwargs
+
+
 # ---- training -----------------------------------------------------------------------------
 
 def trainable_adapter_types() -> dict:

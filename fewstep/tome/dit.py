@@ -5,7 +5,8 @@ Flux runs attention on one joint sequence [text, image, reference images]; RoPE 
 to q and k before optimized_attention, so every key the override receives already carries
 its position, and a downsampled key keeps the position of the grid token it was taken
 from. The override cuts only the image grid's keys and values (nearest-exact, as the UNet
-ToDo); queries, text and reference-image tokens stay whole, so the output keeps every token.
+ToDo) and the matching key columns of an attention mask (regional prompts); queries, text
+and reference-image tokens stay whole, so the output keeps every token.
 
 A DIFFUSION_MODEL wrapper reads the call's token layout (text length, image grid) from the
 network's inputs, puts the override in the slot for that call only (wrapping whatever
@@ -18,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import comfy_compat
-from .merge import downsample_span
+from .merge import downsample_key_mask, downsample_span
 from .settings import Settings
 
 
@@ -42,11 +43,12 @@ def todo_override(settings: Settings, groups: tuple[str, ...], tokens: CallToken
         if call is not None:
             _q, k, v, mask, options = call
             block, _index = comfy_compat.dit_block(options)
-            if (block in groups and mask is None and k.shape[2] == v.shape[2] == tokens.total
-                    and in_window(settings, options)):
-                args = comfy_compat.with_attention_kv(
-                    args, downsample_span(k, tokens.text, *tokens.grid, settings.downsample),
-                    downsample_span(v, tokens.text, *tokens.grid, settings.downsample))
+            if (block in groups and k.shape[2] == v.shape[2] == tokens.total
+                    and (mask is None or mask.shape[-1] == tokens.total) and in_window(settings, options)):
+                cut = (tokens.text, *tokens.grid, settings.downsample)
+                args = comfy_compat.with_attention_kv(args, downsample_span(k, *cut), downsample_span(v, *cut))
+                if mask is not None:
+                    args, kwargs = comfy_compat.with_attention_mask(args, kwargs, downsample_key_mask(mask, *cut))
         return previous(func, *args, **kwargs) if previous is not None else func(*args, **kwargs)
 
     return override

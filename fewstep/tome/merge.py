@@ -60,6 +60,14 @@ def downsample_span(x: torch.Tensor, start: int, h: int, w: int, factor: float) 
     return torch.cat([x[:, :, :start], small, x[:, :, end:]], dim=2)
 
 
+def downsample_key_mask(mask: torch.Tensor, start: int, h: int, w: int, factor: float) -> torch.Tensor:
+    """The attention mask for keys cut by `downsample_span`: mask [..., N] (keys on the last
+    dim, e.g. [B, Nq, N]) -> [..., N - h*w + h'*w'], each kept key keeping its own entries."""
+    rows = mask.reshape(-1, 1, mask.shape[-1], 1)
+    small = downsample_span(rows, start, h, w, factor)
+    return mask if small is rows else small.reshape(*mask.shape[:-1], small.shape[2])
+
+
 def partition_seed(seed: int, level: int, sigma: float) -> int:
     """A 63-bit generator seed from (seed, UNet level, sigma): every level and step gets its
     own partition, the same one in every run with this seed."""

@@ -505,3 +505,27 @@ def test_flux_joint_sequences_are_text_then_image(flux):
     m.set_model_patch_replace(single, "dit", "single_block", 0)
     sample(flux, m, steps=1, cfg=1.0)
     assert torch.equal(seen["joint"], torch.cat([seen["txt"], seen["img"]], dim=1))
+
+
+def test_flux_attention_takes_a_replaced_mask(flux):
+    """A mask that hides every image key must give what attention over the text keys alone gives."""
+    import comfy.sample
+
+    latent = torch.zeros(1, 16, 8, 8)
+    text = flux.positive[0][0].shape[1]
+    cut, _calls, _ = flux_run(flux, latent, keep=text)
+
+    def text_only(func, *args, **kwargs):
+        q, k, _v, mask, _options = cc.attention_call(args, kwargs)
+        assert mask is None
+        hide = torch.zeros(q.shape[2], k.shape[2])
+        hide[:, text:] = float("-inf")
+        args, kwargs = cc.with_attention_mask(args, kwargs, hide)
+        return func(*args, **kwargs)
+
+    m = flux.model.clone()
+    cc.set_attention_override(m.model_options.setdefault("transformer_options", {}), text_only)
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
+    masked = comfy.sample.sample(m, noise, 1, 1.0, "euler", flux.scheduler, flux.positive, flux.negative, latent,
+                                 seed=0, disable_pbar=True)
+    assert torch.allclose(masked, cut, rtol=1e-4, atol=1e-4 * cut.abs().max().item())

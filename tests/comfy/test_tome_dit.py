@@ -1,8 +1,9 @@
 """FewStep Token Merge's DiT route (ToDo through the attention override slot) inside
 ComfyUI's own sampling code, on the tiny Flux (one double- and one single-stream block):
-identity at downsample 1, the key/value/query lengths attention really receives, an
-override already in the slot, odd sizes, batches, the percent window, max_depth, and the
-DiT cases that pass through."""
+identity at downsample 1, the key/value/query lengths attention really receives and which
+keys (and mask columns) it keeps, an override already in the slot, the output's distance
+from the unpatched one, odd sizes, batches, the percent window, max_depth, FewStep
+TeaCache, and the DiT cases that pass through."""
 
 from __future__ import annotations
 
@@ -90,15 +91,30 @@ def test_attention_gets_the_image_keys_and_values_downsampled_and_every_query(ti
 
 
 class KeyRecorder:
-    """An override in the slot that keeps the keys and values of the first attention call."""
+    """An override in the slot that keeps the keys, values and mask of the first attention call."""
 
     def __init__(self):
         self.kv = None
 
     def __call__(self, func, *args, **kwargs):
         if self.kv is None:
-            self.kv = args[1].clone(), args[2].clone()
+            _q, k, v, mask, _options = comfy_compat.attention_call(args, kwargs)
+            self.kv = k.clone(), v.clone(), None if mask is None else mask.clone()
         return func(*args, **kwargs)
+
+
+def first_call(model, **sample_kw):
+    m = model.clone()
+    rec = KeyRecorder()
+    comfy_compat.set_attention_override(m.model_options.setdefault("transformer_options", {}), rec)
+    out = ksample(m, **sample_kw)
+    return out, rec.kv
+
+
+def cells(full, h=8, w=8):
+    """The image keys (after TEXT, on the last-but-one dim) at odd rows and columns."""
+    *lead, _n, d = full.shape
+    return full[..., TEXT:, :].reshape(*lead, h, w, d)[..., 1::2, 1::2, :].reshape(*lead, -1, d)
 
 
 def test_the_kept_keys_are_the_text_keys_and_one_image_key_per_2x2_cell(tiny):
@@ -107,18 +123,38 @@ def test_the_kept_keys_are_the_text_keys_and_one_image_key_per_2x2_cell(tiny):
     keys at odd rows and columns (nearest-exact picks the cell's lower-right token), which
     carry their own RoPE positions."""
     model = tiny("flux").model
-    runs = []
-    for m in (model, todo(model, downsample=2.0)):
-        m = m.clone()
+    _, (k, v, _mask) = first_call(model, steps=1)
+    _, (k2, v2, _mask) = first_call(todo(model, downsample=2.0), steps=1)
+    for full, cut in ((k, k2), (v, v2)):
+        assert torch.equal(cut, torch.cat([full[:, :, :TEXT], cells(full)], dim=2))
+
+
+def test_a_regional_attention_mask_keeps_the_columns_of_the_kept_keys(tiny):
+    """Flux takes an attention mask from the conditioning ([B, queries, keys], e.g. from
+    regional prompts); the kept keys must keep their own mask entries."""
+    import comfy.sample
+
+    n = TEXT + 64
+    mask = -2.0 * torch.rand(1, n, n, generator=torch.Generator().manual_seed(0))
+    positive, negative = conds()
+    positive = [[positive[0][0], {**positive[0][1], "attention_mask": mask, "attention_mask_img_shape": (8, 8)}]]
+    latent = torch.zeros(LATENT)
+    noise = comfy.sample.prepare_noise(latent, SEED)
+
+    def run(model):
+        m = model.clone()
         rec = KeyRecorder()
         comfy_compat.set_attention_override(m.model_options.setdefault("transformer_options", {}), rec)
-        ksample(m, steps=1)
-        runs.append(rec.kv)
-    (k, v), (k2, v2) = runs
-    b, heads, _n, d = k.shape
-    for full, cut in ((k, k2), (v, v2)):
-        image = full[:, :, TEXT:].reshape(b, heads, 8, 8, d)[:, :, 1::2, 1::2].reshape(b, heads, 16, d)
-        assert torch.equal(cut, torch.cat([full[:, :, :TEXT], image], dim=2))
+        out = comfy.sample.sample(m, noise, 2, 1.0, "euler", "simple", positive, negative, latent, seed=SEED)
+        return out, rec.kv[2]
+
+    base, full = run(tiny("flux").model)
+    assert full is not None and full.shape[-1] == n  # the mask reached attention
+    assert torch.equal(run(todo(tiny("flux").model, downsample=1.0))[0], base)
+    out, cut = run(todo(tiny("flux").model, downsample=2.0))
+    assert torch.isfinite(out).all() and not torch.equal(out, base)
+    expected = torch.cat([full[..., :TEXT], cells(full.transpose(-1, -2)).transpose(-1, -2)], dim=-1)
+    assert torch.equal(cut, expected)
 
 
 def test_the_override_slot_is_restored_after_each_call(tiny):
@@ -195,3 +231,24 @@ def test_the_node_patches_flux(pack_nodes, tiny):
     model = tiny("flux").model
     out = pack_nodes["FewStepTokenMerge"].execute(model, "todo", 0.5, 2.0, 1, 0.0, 1.0, 0).args[0]
     assert out is not model and not torch.equal(ksample(out), ksample(model))
+
+
+def test_with_fewstep_teacache_in_either_order(tiny):
+    from comfyui_fewstep.fewstep.caching.hooks import apply_teacache
+    from comfyui_fewstep.fewstep.caching.state import Settings as CacheSettings
+
+    model = tiny("flux").model
+    alone = ksample(todo(model, downsample=2.0, max_depth=2), steps=12)
+    for threshold in (0.0, 0.8):  # 0.8 skips calls on the tiny Flux (test_teacache_families)
+        stats = []
+        first = apply_teacache(todo(model, downsample=2.0, max_depth=2), CacheSettings(threshold), calibration="off",
+                               reporter=stats.append)
+        after = todo(apply_teacache(model, CacheSettings(threshold), calibration="off", reporter=stats.append),
+                     downsample=2.0, max_depth=2)
+        a, b = ksample(first, steps=12), ksample(after, steps=12)
+        assert torch.equal(a, b)  # order does not matter
+        assert len(stats) == 2 and stats[0]["skipped"] == stats[1]["skipped"]
+        if threshold == 0:
+            assert torch.equal(a, alone) and stats[0]["skipped"] == 0
+        else:
+            assert stats[0]["skipped"] > 0 and not torch.equal(a, alone)

@@ -52,6 +52,18 @@ def test_a_span_downsamples_only_the_grid_and_keeps_the_tokens_around_it(h, w):
         tm.downsample_span(x, before + after + 1, h, w, 2.0)
 
 
+def test_a_key_mask_keeps_the_columns_of_the_kept_keys():
+    before, h, w, after = 3, 4, 4, 1
+    n = before + h * w + after
+    mask = torch.randn(2, 5, n, generator=torch.Generator().manual_seed(1))  # [B, queries, keys]
+    keys = torch.arange(n, dtype=torch.float32).reshape(1, 1, n, 1)
+    kept = tm.downsample_span(keys, before, h, w, 2.0).flatten().long()  # which keys downsample_span keeps
+    assert torch.equal(tm.downsample_key_mask(mask, before, h, w, 2.0), mask[..., kept])
+    assert tm.downsample_key_mask(mask, before, h, w, 1.0) is mask
+    booleans = mask > 0
+    assert torch.equal(tm.downsample_key_mask(booleans, before, h, w, 2.0), booleans[..., kept])
+
+
 def test_partition_seed_depends_on_seed_level_and_sigma_only():
     a = tm.partition_seed(1, 0, 14.6)
     assert a == tm.partition_seed(1, 0, 14.6)
