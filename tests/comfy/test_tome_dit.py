@@ -157,6 +157,23 @@ def test_a_regional_attention_mask_keeps_the_columns_of_the_kept_keys(tiny):
     assert torch.equal(cut, expected)
 
 
+def test_reference_image_tokens_keep_every_key(tiny):
+    """Kontext-style reference latents join the sequence after the image: only the image's
+    own grid is cut."""
+    import comfy.sample
+
+    positive, negative = conds()
+    reference = torch.randn(1, 16, 8, 8, generator=torch.Generator().manual_seed(5))  # a 4x4 grid: 16 tokens
+    positive = [[positive[0][0], {**positive[0][1], "reference_latents": [reference]}]]
+    latent = torch.zeros(LATENT)
+    m, rec = recorded(todo(tiny("flux").model, downsample=2.0, max_depth=2))
+    comfy.sample.sample(m, comfy.sample.prepare_noise(latent, SEED), 1, 1.0, "euler", "simple", positive, negative,
+                        latent, seed=SEED)
+    assert rec.seen
+    for _block, q, k, v in rec.seen:
+        assert q == TEXT + 64 + 16 and k == v == TEXT + 16 + 16
+
+
 def test_the_override_slot_is_restored_after_each_call(tiny):
     m, rec = recorded(todo(tiny("flux").model, downsample=2.0))
     ksample(m, steps=1)
