@@ -12,8 +12,8 @@
   feed-forward all run on the merged tokens; every token keeps its own residual stream.
 - An OUTER_SAMPLE wrapper gives each sampling run its state (the model's sigma schedule,
   for start_percent/end_percent, and the counts logged at the end), dropped in `finally`.
-
-- Flux (ToDo only): see dit.py; block groups come from comfy_compat.flux_layout.
+- Flux (ToDo only): a DIFFUSION_MODEL wrapper from dit.py, on the block groups
+  comfy_compat.flux_layout reads from the network.
 
 Levels come from the model's structure (comfy_compat.unet_layout), not token counts.
 ToMe on a DiT, and DiTs other than Flux, have no route: the node logs a warning and passes
