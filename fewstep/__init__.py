@@ -3,7 +3,8 @@ pure modules first (torch and the standard library only, testable without ComfyU
 then the ComfyUI hook modules, then a small __init__ that says what the folder offers.
 
     architectures.py   the one vocabulary of model families (pure)
-    comfy_compat.py    every reach into ComfyUI internals (hook)
+    comfy_compat/      every reach into ComfyUI internals (hooks): runtime, samplers, lora,
+                       model_patcher, networks, training | __init__ (the public names)
     metrics.py         PSNR, SSIM and friends for Compare, ABTest and the bench (pure)
     presets/           published few-step settings: registry.py, shift.py + presets.json | patches.py, apply.py
     lora/              LoRA files: files, names, hashes, structure, recognition, settings | library, apply, load
@@ -12,11 +13,18 @@ then the ComfyUI hook modules, then a small __init__ that says what the folder o
     analysis/          A/B test and difference pictures: pictures, report | hooks, ab_test
     tome/              token merging (ToDo, ToMe): merge, settings | hooks
 
-HOOK_MODULES lists the modules allowed to import ComfyUI; a unit test enforces it.
+HOOK_MODULES lists the modules allowed to import ComfyUI (a hook package is listed with
+each of its submodules); a unit test enforces it.
 """
 
 HOOK_MODULES = (
     "comfy_compat",
+    "comfy_compat.runtime",
+    "comfy_compat.samplers",
+    "comfy_compat.lora",
+    "comfy_compat.model_patcher",
+    "comfy_compat.networks",
+    "comfy_compat.training",
     "presets.apply",
     "presets.patches",
     "lora.apply",

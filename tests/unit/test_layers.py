@@ -1,6 +1,7 @@
 """fewstep/ keeps its layers: only the modules in HOOK_MODULES reach ComfyUI, by importing
-it or a hook module, at any level (a function-local import counts). Read from the source,
-so the check needs no ComfyUI."""
+it or a hook module, at any level (a function-local import counts). A listed name may be a
+package (a folder with __init__.py, such as comfy_compat/); its submodules are listed too.
+Read from the source, so the check needs no ComfyUI."""
 
 import ast
 
@@ -16,6 +17,12 @@ def module_parts(path, root=FEWSTEP):
     """fewstep/lora/apply.py -> ["lora", "apply"]; fewstep/lora/__init__.py -> ["lora"]."""
     parts = list(path.relative_to(root).with_suffix("").parts)
     return parts[:-1] if parts[-1] == "__init__" else parts
+
+
+def module_path(name, root=FEWSTEP):
+    """"lora.apply" -> fewstep/lora/apply.py; a package -> its __init__.py."""
+    base = root.joinpath(*name.split("."))
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
 
 
 def comfy_reaches(path, root=FEWSTEP, hooks=HOOK_MODULES):
@@ -48,7 +55,7 @@ def test_only_hook_modules_reach_comfyui():
 def test_every_listed_hook_module_exists_and_reaches_comfyui():
     # A stale entry would let a pure module start importing ComfyUI under an old name.
     for name in HOOK_MODULES:
-        path = FEWSTEP.joinpath(*name.split(".")).with_suffix(".py")
+        path = module_path(name)
         assert path.is_file(), f"HOOK_MODULES names {name}, but {path} does not exist"
         assert comfy_reaches(path), f"{name} is listed as a hook module but reaches no ComfyUI"
 
@@ -62,6 +69,22 @@ def test_the_check_sees_function_local_and_relative_imports(tmp_path):
                                      "hook module comfy_compat (line 7)", "hook module lora.apply (line 8)"]
 
 
+def test_the_check_sees_a_hook_package_and_imports_of_its_submodules(tmp_path):
+    package = tmp_path / "compat"
+    package.mkdir()
+    (package / "__init__.py").write_text("from .samplers import f\n")
+    (package / "samplers.py").write_text("import comfy.samplers\n")
+    (tmp_path / "pure.py").write_text("import torch\nfrom .compat.samplers import f\n")
+    (tmp_path / "other.py").write_text("from .compat import samplers\n")
+    hooks = ("compat", "compat.samplers")
+    assert module_path("compat", tmp_path) == package / "__init__.py"
+    assert module_path("compat.samplers", tmp_path) == package / "samplers.py"
+    assert comfy_reaches(package / "__init__.py", tmp_path, hooks) == ["hook module compat.samplers (line 1)"]
+    assert comfy_reaches(tmp_path / "pure.py", tmp_path, hooks) == ["hook module compat.samplers (line 2)"]
+    assert comfy_reaches(tmp_path / "other.py", tmp_path, hooks) == ["hook module compat (line 1)",
+                                                                    "hook module compat.samplers (line 1)"]
+
+
 TRAINERS = rt.REPO_ROOT / "trainers"
 
 
@@ -73,4 +96,4 @@ def test_the_trainer_engine_keeps_the_same_layers():
                  for p in sorted(TRAINERS.rglob("*.py")) if ".".join(module_parts(p, TRAINERS)) not in TRAINER_HOOKS}
     assert {name: found for name, found in offenders.items() if found} == {}
     for name in TRAINER_HOOKS:
-        assert comfy_reaches(TRAINERS / f"{name}.py", TRAINERS, hooks), f"{name} is listed but reaches no ComfyUI"
+        assert comfy_reaches(module_path(name, TRAINERS), TRAINERS, hooks), f"{name} is listed but reaches no ComfyUI"
