@@ -97,3 +97,33 @@ def conds(tiny_sd15):
 
     _, clip, _ = tiny_sd15
     return nodes.CLIPTextEncode().encode(clip, "seven")[0], nodes.CLIPTextEncode().encode(clip, "")[0]
+
+
+@pytest.fixture(scope="module")
+def sd15(tiny):
+    """The tiny SD1.5 family (tools.tiny_families.TinyFamily), shared by a test module."""
+    return tiny("sd15")
+
+
+@pytest.fixture(scope="module")
+def flux(tiny):
+    """The tiny FLUX.1 family, shared by a test module."""
+    return tiny("flux")
+
+
+def _core_sample(family, model=None, steps=2, sampler="euler", cfg=2.0):
+    import comfy.sample
+    import torch
+
+    model = model or family.model
+    latent = family.latent["samples"]
+    noise = torch.randn(latent.shape, generator=torch.Generator().manual_seed(0))
+    return comfy.sample.sample(model, noise, steps, cfg, sampler, family.scheduler, family.positive, family.negative,
+                               latent, seed=0, disable_pbar=True)
+
+
+@pytest.fixture(scope="session")
+def core_sample(comfy):
+    """core_sample(family, model=None, steps=2, sampler="euler", cfg=2.0): a short run of
+    core sampling on a tiny family (the code path every wrapper sees), its noise seeded 0."""
+    return _core_sample
