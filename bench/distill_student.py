@@ -1,8 +1,8 @@
 """The FewStep Distill student of the digits teacher, trained by the engine the node runs.
 
-RECIPE is the default recipe the README quotes; `student(ctx, tb, steps)` trains it once
-per bench process (memoised) and returns the student MODEL plus what the run cost. The
-teacher samples are cached under the bench's own cache folder (not ComfyUI's user
+RECIPE is the default recipe the README quotes (iterations: `iterations(steps)`);
+`student(ctx, tb, steps)` trains it once per bench process (memoised) and returns the
+student MODEL plus what the run cost. The teacher samples are cached under the bench's own cache folder (not ComfyUI's user
 folder), so later bench runs time the training alone; the first run reports the teacher
 generation separately.
 """
@@ -19,10 +19,18 @@ import torch
 from .context import BenchContext
 
 # Measured on the digits teacher (bench/results/latest.md): see the README's Distill section.
-RECIPE = dict(samples_per_prompt=12, iterations=300, learning_rate=1e-3, lr_schedule="cosine_warmup", rank=16,
-              alpha=16.0, target="attention+mlp", batch_size=24, gradient_checkpointing=False, student_cfg=1.0,
+# One training budget for every step count: an iteration unrolls `steps` student steps, so
+# a 2-step student gets twice the iterations of a 4-step one for the same time.
+STEPS_X_ITERATIONS = 1200
+STUDENT_STEPS = (4, 2)  # the students the bench trains (the README's goal names both)
+RECIPE = dict(samples_per_prompt=12, learning_rate=1e-3, lr_schedule="cosine_warmup", rank=16,
+              alpha=16.0, target="all", batch_size=24, gradient_checkpointing=False, student_cfg=1.0,
               student_sampler="euler", student_scheduler="sgm_uniform", heldout_per_prompt=1, save_every=0)
 SMOKE = dict(samples_per_prompt=1, iterations=2, batch_size=4, rank=2, alpha=2.0, heldout_per_prompt=1)
+
+
+def iterations(steps: int) -> int:
+    return max(1, STEPS_X_ITERATIONS // steps)
 
 
 @dataclass
@@ -49,7 +57,7 @@ def train_student(ctx: BenchContext, tb, steps: int) -> Student:
     from ..trainers.config import DistillConfig
     from ..trainers.distill import Callbacks, train
 
-    settings = {**RECIPE, **(SMOKE if ctx.smoke else {})}
+    settings = {**RECIPE, "iterations": iterations(steps), **(SMOKE if ctx.smoke else {})}
     s = tb.settings
     config = DistillConfig(prompts=tuple(tb.teacher.prompt_for(d) for d in range(10)), negative=tb.teacher.NEGATIVE_PROMPT,
                            width=s["width"], height=s["height"], teacher_steps=s["steps"], teacher_cfg=s["cfg"],

@@ -11,7 +11,7 @@ import subprocess
 import sys
 
 from .context import BenchContext
-from .distill_student import RECIPE, student
+from .distill_student import RECIPE, STEPS_X_ITERATIONS, STUDENT_STEPS, student
 from .harness import Column, Table
 from .teacher_runs import teacher_bench
 
@@ -37,22 +37,24 @@ def _memory(ctx: BenchContext, steps: int, checkpointing: bool) -> dict:
 
 def distill_rows(ctx: BenchContext) -> list[Table]:
     tb = teacher_bench(ctx)
-    s = student(ctx, tb, 4)
-    cost = Table("distill", "FewStep Distill on the digits teacher: what training the 4-step student cost", COST)
-    recipe = ", ".join(f"{k} {v}" for k, v in RECIPE.items())
-    rows = [
-        ("recipe", recipe),
-        ("teacher samples generated this run", f"{s.teacher_generated} ({s.teacher_seconds:.0f} s incl. reuse check)"),
-        ("training time", f"{s.train_seconds:.0f} s for {s.iterations} iterations"),
-        ("iterations per second", f"{s.iterations / s.train_seconds:.2f}" if s.train_seconds else "-"),
-        ("time to the first iteration (after teacher samples)", f"{s.first_iteration_seconds:.1f} s"),
-        ("held-out latent PSNR vs teacher, before -> after",
-         f"{s.heldout[0][1]:.2f} -> {s.heldout[-1][1]:.2f} dB" if s.heldout else "-"),
-    ]
-    for what, value in rows:
-        cost.add("fewstep", what=what, value=value)
-    cost.notes.append("Held-out: one extra seed per prompt, never trained on. The fewstep table measures the student "
-                      "on the bench's own samples (every digit, seeds 0 + digit) at 1-8 steps.")
+    cost = Table("distill", "FewStep Distill on the digits teacher: what training each student cost", COST)
+    cost.add("fewstep", what="recipe", value=", ".join(f"{k} {v}" for k, v in RECIPE.items()))
+    for steps in STUDENT_STEPS:
+        s = student(ctx, tb, steps)
+        rows = [
+            ("teacher samples generated this run", f"{s.teacher_generated} ({s.teacher_seconds:.0f} s incl. reuse check)"),
+            ("training time", f"{s.train_seconds:.0f} s for {s.iterations} iterations"),
+            ("iterations per second", f"{s.iterations / s.train_seconds:.2f}" if s.train_seconds else "-"),
+            ("time to the first iteration (after teacher samples)", f"{s.first_iteration_seconds:.1f} s"),
+            ("held-out latent PSNR vs teacher, before -> after",
+             f"{s.heldout[0][1]:.2f} -> {s.heldout[-1][1]:.2f} dB" if s.heldout else "-"),
+        ]
+        for what, value in rows:
+            cost.add("fewstep", what=f"{steps}-step student: {what}", value=value)
+    cost.notes.append(f"Iterations: {STEPS_X_ITERATIONS} / student steps, one training budget for every step count "
+                      "(an iteration unrolls every student step). Held-out: one extra seed per prompt, never trained "
+                      "on. The fewstep table measures each student on the bench's own samples (every digit, seeds "
+                      "0 + digit) at 1-8 steps.")
 
     memory = Table("distill_memory", "FewStep Distill: peak memory of training by student steps", MEMORY)
     for checkpointing in (True, False):

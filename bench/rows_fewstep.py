@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from . import frontier, harness
 from .context import BenchContext
+from .distill_student import STUDENT_STEPS
 from .harness import Column, Table
 from .methods import MAX_ABS, METHOD, PROMPTED, WALL_BATCH1, Method
 from .teacher_runs import teacher_bench
@@ -37,8 +38,9 @@ METHODS = (
     Method("euler, cfg 1 (core)", "core", settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0}),
     Method("dpmpp_2m (core)", "core", settings={"sampler": "dpmpp_2m"}),
     Method("uni_pc (core)", "core", settings={"sampler": "uni_pc"}),
-    Method("FewStep Distill student trained for 4 steps (cfg 1)", "fewstep", "FewStepDistillTrainer", _student(4),
-           settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0}),
+    *(Method(f"FewStep Distill student trained for {n} steps (cfg 1)", "fewstep", "FewStepDistillTrainer",
+             _student(n), settings={"sampler": "euler", "scheduler": "sgm_uniform", "cfg": 1.0})
+      for n in STUDENT_STEPS),
 )
 
 COLUMNS = [

@@ -43,9 +43,11 @@ FAMILIES = (
     Family("caching", "Step caching on the trained teacher",
            lambda ctx: rows_caching.caching_rows(ctx, rows_caching.PEERS + rows_fewstep_cache.TEACACHE)),
     Family("teacache_overhead", "FewStep TeaCache overhead when nothing is skipped", rows_fewstep_cache.overhead_rows),
+    # distill trains the students that fewstep and frontier then sample: their training time
+    # is reported where it is spent
+    Family("distill", "FewStep Distill: training cost and memory", rows_distill.distill_rows),
     Family("fewstep", "Few-step sampling vs the teacher's 30 steps", rows_fewstep.fewstep_rows),
     Family("frontier", "Every method on one speed/quality chart", rows_frontier.frontier_rows),
-    Family("distill", "FewStep Distill: training cost and memory", rows_distill.distill_rows),
     Family("lora", "Applying a rank-64 LoRA to full-size SD1.5", rows_lora.lora_rows),
     Family("tome", "Token merging on full-size random UNets", rows_tome.tome_rows),
     Family("tome_flops", "Token merging in FLOPs on full-size UNets", rows_tome_flops.tome_flops_rows),

@@ -46,7 +46,7 @@ class DistillConfig:
     adapter: str = "lora"
     rank: int = 16
     alpha: float = 16.0
-    target: str = "attention+mlp"
+    target: str = "all"
     batch_size: int = 8
     seed: int = 0
     gradient_checkpointing: bool = True

@@ -100,6 +100,22 @@ def test_smoke_run_of_the_frontier_family_charts_every_method_on_the_teacher(tmp
         evals = float(re.search(r"([\d.]+) ev\.", winner).group(1))
         assert 0 < evals <= float(budget) and re.search(r": [\d.]+ dB, ", winner), winner
         assert winner in (sampler, cache, distilled) and float(speedup.rstrip("x")) > 0
-    assert "FewStep Distill student trained for 4 steps (cfg 1)" in rows[0][3]  # 4 steps at cfg 1: 4 evaluations
+    assert "FewStep Distill student trained for" in rows[0][3]  # a student at <= 4 steps, cfg 1: <= 4 evaluations
     png = next(tmp_path.glob("*-frontier.png"))
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
+
+
+def test_smoke_run_of_the_distill_family_reports_each_student_and_memory_by_steps(tmp_path):
+    """`--rows distill` trains every student the bench names (each once) and measures peak
+    memory of training in fresh processes, with and without gradient checkpointing."""
+    from comfyui_fewstep.bench.distill_student import STUDENT_STEPS
+
+    assert run.main(["--preset", "smoke", "--rows", "distill", "--repeats", "1", "--out", str(tmp_path)]) == 0
+    md = (tmp_path / "latest.md").read_text()
+    cells = dict(line.strip("| ").split(" | ") for line in md.splitlines() if "-step student: " in line)
+    for n in STUDENT_STEPS:
+        assert re.fullmatch(r"\d+ s for 2 iterations", cells[f"{n}-step student: training time"])
+        assert re.fullmatch(r"[\d.]+ -> [\d.]+ dB", cells[f"{n}-step student: held-out latent PSNR vs teacher, before -> after"])
+    memory = [line.strip("| ").split(" | ") for line in md.splitlines() if re.match(r"\| [248] \| (on|off) \|", line)]
+    assert [(r[0], r[1]) for r in memory] == [("2", "on"), ("4", "on"), ("2", "off"), ("4", "off")]
+    assert all(float(r[2]) > 0 for r in memory) and memory[0][3] == memory[2][3] == "1.00x"
