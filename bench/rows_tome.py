@@ -130,9 +130,9 @@ def _cpu_sdpa() -> dict:
 
 
 def swept(ctx: BenchContext, m: Method) -> tuple:
-    """The values a method runs at: all under --preset full, else its strongest (last) one,
-    so every peer keeps a row in the default run."""
-    return ctx.pick(default=tuple(m.values[-1:]), full=tuple(m.values))
+    """The values a method runs at: its strongest (last) one in the default run, so every peer
+    keeps a row there; all of them under --preset full, and on smoke's tiny model."""
+    return ctx.pick(default=tuple(m.values[-1:]), full=tuple(m.values), smoke=tuple(m.values))
 
 
 def counted(fn: Callable[[], torch.Tensor]) -> int:
