@@ -20,6 +20,8 @@ import comfy.samplers
 import torch
 import torch.utils.checkpoint
 
+from ..fewstep import comfy_compat
+
 
 def euler_update(x: torch.Tensor, denoised: torch.Tensor, sigma: torch.Tensor, sigma_next: torch.Tensor, _noise, _ms):
     """x, denoised (B, C, H, W); sigma, sigma_next scalars. As k-diffusion's sample_euler."""
@@ -60,7 +62,10 @@ class StudentSampler(comfy.samplers.Sampler):
         if self.name != "lcm":
             return [None] * steps
         generator = self.noise_generator
-        if generator is None:  # as default_noise_sampler(x, seed): a CPU generator seeded with the seed
+        if generator is None and self.noise_rows is None:  # core's seeded noise, as KSampler's lcm draws it
+            draw = comfy_compat.default_noise_sampler(x, seed)
+            return [draw(None, None) for _ in range(steps)]
+        if generator is None:
             generator = torch.Generator(device=x.device).manual_seed(seed)
         total, rows = self.noise_rows or (x.shape[0], None)
         noises = []
