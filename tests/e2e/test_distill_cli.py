@@ -89,6 +89,8 @@ def test_accelerate_launch_on_cpu_runs_the_same_single_process_student(work, sin
 
     folder, checkpoint = work
     accelerate = shutil.which("accelerate", path=str(Path(sys.executable).parent))
+    assert accelerate, (f"no `accelerate` beside {sys.executable}: install the distributed extra "
+                        "(pip install 'accelerate>=0.30'); make setup does")
     config = write_config(folder / "acc", checkpoint, "acc", iterations=4)
     cmd = [accelerate, "launch", "--cpu", "--num_processes", "1", "--num_machines", "1", "--mixed_precision", "no",
            "--dynamo_backend", "no", *distill_cli.command(config)[1:]]
