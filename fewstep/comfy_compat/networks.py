@@ -162,9 +162,11 @@ def flux_layout(model_patcher) -> FluxLayout | None:
     double_blocks then single_blocks, with the joint sequence [text, image, reference
     images] in both (DoubleStreamBlock cats (txt, img) unless flipped_img_txt, which Flux
     never sets; the single blocks get cat((txt, img))), RoPE applied to q and k in
-    comfy.ldm.flux.math.attention before optimized_attention."""
+    comfy.ldm.flux.math.attention before optimized_attention. 0.14.0 removed
+    flipped_img_txt (text always first; checked in 0.33.0): a missing flag means unflipped."""
     dm = getattr(model_patcher.model, "diffusion_model", None)
-    if type(dm) is not comfy.ldm.flux.model.Flux or any(b.flipped_img_txt for b in dm.double_blocks):
+    flipped = any(getattr(b, "flipped_img_txt", False) for b in getattr(dm, "double_blocks", ()))
+    if type(dm) is not comfy.ldm.flux.model.Flux or flipped:
         return None
     groups = tuple((name, len(blocks)) for name, blocks in (("double", dm.double_blocks), ("single", dm.single_blocks))
                    if len(blocks))

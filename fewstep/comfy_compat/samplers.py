@@ -58,8 +58,11 @@ def default_noise_sampler(x: torch.Tensor, seed):
 
 
 def is_flow_sampling(model_sampling) -> bool:
-    """x = (1 - sigma) x0 + sigma eps. 0.3.75: comfy.model_sampling.CONST."""
-    return isinstance(model_sampling, comfy.model_sampling.CONST)
+    """x = (1 - sigma) x0 + sigma eps. 0.3.75: comfy.model_sampling.CONST. Later releases
+    add CONST subclasses that noise differently (IMG_TO_IMG_FLOW in 0.33.0 returns the
+    latent image), so the noising must also be CONST's own (probe, not a list of names)."""
+    const = comfy.model_sampling.CONST
+    return isinstance(model_sampling, const) and type(model_sampling).noise_scaling is const.noise_scaling
 
 
 def is_discrete_sampling(model_sampling) -> bool:

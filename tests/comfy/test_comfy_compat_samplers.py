@@ -54,6 +54,24 @@ def test_sampling_kinds_are_told_apart(sd15, flux):
     assert cc.is_discrete_flow_sampling(shifted) and cc.is_flow_sampling(shifted)
 
 
+def test_a_const_subclass_that_noises_otherwise_is_not_flow_sampling():
+    """As ComfyUI 0.33.0's IMG_TO_IMG_FLOW: a CONST subclass whose noise_scaling returns the
+    latent image is not x = (1 - sigma) x0 + sigma eps, whatever its base class."""
+    import comfy.model_sampling
+
+    class ImageToImageFlow(comfy.model_sampling.CONST):
+        def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
+            return latent_image
+
+    class Sampling(comfy.model_sampling.ModelSamplingDiscreteFlow, ImageToImageFlow):
+        pass
+
+    class Plain(comfy.model_sampling.ModelSamplingDiscreteFlow, comfy.model_sampling.CONST):
+        pass
+
+    assert not cc.is_flow_sampling(Sampling()) and cc.is_flow_sampling(Plain())
+
+
 def test_core_model_sampling_nodes_are_callable_as_functions(sd15, flux):
     from comfy_extras.nodes_model_advanced import LCM
 
