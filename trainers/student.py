@@ -62,11 +62,9 @@ class StudentSampler(comfy.samplers.Sampler):
         if self.name != "lcm":
             return [None] * steps
         generator = self.noise_generator
-        if generator is None and self.noise_rows is None:  # core's seeded noise, as KSampler's lcm draws it
+        if generator is None:  # standing in for KSampler's lcm: core's own seeded noise
             draw = comfy_compat.default_noise_sampler(x, seed)
             return [draw(None, None) for _ in range(steps)]
-        if generator is None:
-            generator = torch.Generator(device=x.device).manual_seed(seed)
         total, rows = self.noise_rows or (x.shape[0], None)
         noises = []
         for _ in range(steps):

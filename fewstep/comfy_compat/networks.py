@@ -165,8 +165,9 @@ def flux_layout(model_patcher) -> FluxLayout | None:
     comfy.ldm.flux.math.attention before optimized_attention. 0.14.0 removed
     flipped_img_txt (text always first; checked in 0.33.0): a missing flag means unflipped."""
     dm = getattr(model_patcher.model, "diffusion_model", None)
-    flipped = any(getattr(b, "flipped_img_txt", False) for b in getattr(dm, "double_blocks", ()))
-    if type(dm) is not comfy.ldm.flux.model.Flux or flipped:
+    if type(dm) is not comfy.ldm.flux.model.Flux:
+        return None
+    if any(getattr(b, "flipped_img_txt", False) for b in dm.double_blocks):
         return None
     groups = tuple((name, len(blocks)) for name, blocks in (("double", dm.double_blocks), ("single", dm.single_blocks))
                    if len(blocks))

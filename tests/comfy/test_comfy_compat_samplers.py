@@ -55,13 +55,16 @@ def test_sampling_kinds_are_told_apart(sd15, flux):
 
 
 def test_a_const_subclass_that_noises_otherwise_is_not_flow_sampling():
-    """As ComfyUI 0.33.0's IMG_TO_IMG_FLOW: a CONST subclass whose noise_scaling returns the
-    latent image is not x = (1 - sigma) x0 + sigma eps, whatever its base class."""
+    """A CONST subclass whose noise_scaling returns the latent image (ComfyUI 0.33.0's
+    IMG_TO_IMG_FLOW, used where it exists; on older versions a subclass written the same
+    way) is not x = (1 - sigma) x0 + sigma eps, whatever its base class."""
     import comfy.model_sampling
 
-    class ImageToImageFlow(comfy.model_sampling.CONST):
+    class OwnImageToImageFlow(comfy.model_sampling.CONST):
         def noise_scaling(self, sigma, noise, latent_image, max_denoise=False):
             return latent_image
+
+    ImageToImageFlow = getattr(comfy.model_sampling, "IMG_TO_IMG_FLOW", OwnImageToImageFlow)
 
     class Sampling(comfy.model_sampling.ModelSamplingDiscreteFlow, ImageToImageFlow):
         pass
