@@ -8,7 +8,9 @@ from comfyui_fewstep.tools.graphs import txt2img
 
 # The node at an execution path (root graph ids down through subgraph nodes), as the
 # frontend resolves it; this is what the stats must land on.
-NODE_AT = "(path) => path.slice(0, -1).reduce((g, id) => g.getNodeById(id).subgraph, app.graph).getNodeById(path.at(-1))"
+# Ids may be numbers or strings depending on the frontend version; look up either form.
+_BY_ID = "(g, id) => g.getNodeById(Number(id)) ?? g.getNodeById(String(id))"
+NODE_AT = f"(path) => {{ const byId = {_BY_ID}; return byId(path.slice(0, -1).reduce((g, id) => byId(g, id).subgraph, app.graph), path.at(-1)); }}"
 STATS_SHOWN = f"""(path) => {{ const n = ({NODE_AT})(path);
     const w = n && n.widgets && n.widgets.find(w => w.name === 'fewstep_cache_stats');
     return w && String(w.value).startsWith('TeaCache: skipped'); }}"""
@@ -74,6 +76,8 @@ def test_stats_from_inside_nested_subgraphs_land_on_that_node(page):
         g.add(decoy);
         g.getNodeById(ckpt).connect(0, decoy, 0);  // a branch no output uses: it never runs
         return [outer.id, inner.id, decoy.id]; }""", [tc, int(ids["ckpt"])])
+    # Newer frontends (1.49) hand node ids back as strings; the server's ids are the same text.
+    outer, inner, decoy, tc = (str(i) for i in (outer, inner, decoy, tc))
     assert decoy == tc and len({outer, inner, tc}) == 3
     path = [outer, inner, tc]
     assert page.evaluate(f"() => ({NODE_AT})({json.dumps(path)}).comfyClass") == "FewStepTeaCache"

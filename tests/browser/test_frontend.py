@@ -23,15 +23,21 @@ def test_fewstep_nodes_are_registered_and_extension_loads_cleanly(page, pack_nod
 
 
 def open_node_search(page):
-    """Double-click the empty canvas, as a user does, until the search box shows.
+    """Click, then double-click the empty canvas, as a user does, until the search box shows.
 
     A busy frontend (a toast, a dialog still closing, the canvas not yet focused) can eat the
     first double-click, and a user would simply double-click again; three tries, then fail."""
-    search = page.locator("input[placeholder*='Search'], .comfy-vue-node-search-container input").first
+    # Frontends up to 1.3x say "Search ..."; 1.49 says "Add a node...".
+    search = page.locator("input[placeholder*='Search'], input[placeholder*='Add a node'], "
+                          ".comfy-vue-node-search-container input").first
     box = page.locator("canvas#graph-canvas").bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
     for attempt in range(3):
         page.keyboard.press("Escape")
+        # Focus the canvas first (1.49 ignores a double-click that only focuses it), then wait out
+        # the double-click interval so the focusing click does not pair with the next one.
+        page.mouse.click(x, y)
+        page.wait_for_timeout(600)
         page.mouse.dblclick(x, y)
         try:
             search.wait_for(timeout=10_000)
