@@ -33,7 +33,7 @@ def comfyui_version() -> str:
 
 
 # The newest ComfyUI `make compat` ran every tier on (README "Compatibility").
-NEWEST_TESTED = "0.9.2"
+NEWEST_TESTED = "0.33.0"
 
 
 def _version_tuple(version: str) -> tuple[int, ...] | None:
