@@ -48,7 +48,7 @@ class Callbacks:
 
 @dataclass
 class DistillResult:
-    model: object  # the student: a clone with the trained adapters
+    model: object  # the student for sampling: a clone of the teacher with the saved LoRA patched in
     lora_path: Path
     resume_path: Path
     losses: list[float]
@@ -250,10 +250,24 @@ def train(config: DistillConfig, model, clip, output_folder: Path, callbacks: Ca
         t_teacher = time.perf_counter() - t0
         run = _Run(config, model, prompts, samples, targets, cb, collective)
         try:
-            return _train(run, family.id, output_folder, resumed, cb, upstream_loras,
-                          {"teacher": t_teacher, "teacher_generated": generated, "teacher_reused": reused})
+            result = _train(run, family.id, output_folder, resumed, cb, upstream_loras,
+                            {"teacher": t_teacher, "teacher_generated": generated, "teacher_reused": reused})
         finally:
             run.optimizer = None  # drop the per-run state with the optimizer's moments
+    return replace(result, model=sampling_student(model, result.lora_path))
+
+
+def sampling_student(model, lora_path: Path):
+    """A clone of `model` with the saved LoRA as core weight patches, as LoraLoader applies it.
+
+    The training clone's weight wrappers rebuild W + dW on every forward (a 4-step run on the
+    digits teacher took 339 ms with them, 123 ms patched, 113 ms without the LoRA); patches
+    are merged into the weights once when the model loads. The output is what a user gets
+    from loading the saved file."""
+    lora = comfy_compat.convert_lora(comfy_compat.load_safetensors(lora_path))
+    patched = model.clone()
+    patched.add_patches(comfy_compat.lora_patches(lora, comfy_compat.unet_lora_key_map(model)), 1.0)
+    return patched
 
 
 def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_loras, seconds) -> DistillResult:
