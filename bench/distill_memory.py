@@ -7,7 +7,9 @@ peak during training (`peak_mb`); their difference is what training added. Loadi
 checkpoint peaks above what a small training run needs, so on Linux the kernel's peak
 (VmHWM) is reset after loading (/proc/self/clear_refs); elsewhere the lifetime peak
 (ru_maxrss) is all there is, and a run that adds less than loading took shows 0.
-The teacher samples come from the bench's teacher cache (generated on first use).
+The teacher samples come from the bench's teacher cache (generated on first use); the run
+trains on just enough seeds per prompt to fill one batch, since memory follows the batch,
+not the size of the training set, and skips the held-out check (no-grad sampling).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ def main(argv=None) -> int:
     model, clip, _ = T.load_teacher(T.teacher_checkpoint())
     s = T.TEACHER_SETTINGS
     settings = {**RECIPE, "iterations": args.iterations, "batch_size": args.batch,
+                "samples_per_prompt": -(-args.batch // len(T.PROMPTS)), "heldout_per_prompt": 0,
                 "gradient_checkpointing": bool(args.checkpointing)}
     config = DistillConfig(prompts=T.PROMPTS, negative=T.NEGATIVE_PROMPT, width=s["width"], height=s["height"],
                            teacher_steps=s["steps"], teacher_cfg=s["cfg"], teacher_sampler=s["sampler"],

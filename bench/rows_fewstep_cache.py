@@ -67,7 +67,7 @@ COLUMNS = [
     Column("overhead_pct", "share of a step", "{:.3%}"),
     Column("wall_ratio", "whole run, TeaCache / unpatched", "{:.3f}"),
 ]
-STEPS, CFG = 3, 5.0  # cfg > 1: cond and uncond in one call per step, as users run
+STEPS, CFG = 2, 5.0  # cfg > 1: cond and uncond in one call per step, as users run
 
 
 def _cases(ctx: BenchContext):
