@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def main(argv=None) -> int:
     model, clip, _ = T.load_teacher(T.teacher_checkpoint())
     s = T.TEACHER_SETTINGS
     settings = {**RECIPE, "iterations": args.iterations, "batch_size": args.batch,
-                "samples_per_prompt": -(-args.batch // len(T.PROMPTS)), "heldout_per_prompt": 0,
+                "samples_per_prompt": math.ceil(args.batch / len(T.PROMPTS)), "heldout_per_prompt": 0,
                 "gradient_checkpointing": bool(args.checkpointing)}
     config = DistillConfig(prompts=T.PROMPTS, negative=T.NEGATIVE_PROMPT, width=s["width"], height=s["height"],
                            teacher_steps=s["steps"], teacher_cfg=s["cfg"], teacher_sampler=s["sampler"],

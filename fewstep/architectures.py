@@ -139,6 +139,12 @@ def family_of(model_patcher) -> ModelFamily:
     return from_config_classes(c.__name__ for c in type(config).__mro__)
 
 
+def describe(model_patcher) -> str:
+    """The model as error messages name it: its config class and family ids."""
+    family = family_of(model_patcher)
+    return f"{family.config} ({', '.join(family.ids)})" if family.ids else family.config
+
+
 def lora_candidates(layout: str) -> list[Architecture]:
     """Families whose LoRAs have this key layout, in registry order."""
     return [a for a in ARCHITECTURES.values() if a.lora is not None and a.lora.layout == layout]

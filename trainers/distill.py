@@ -18,7 +18,8 @@ import comfy.samplers
 import torch
 
 from ..fewstep import architectures, comfy_compat
-from ..fewstep.lora.apply import apply_lora
+from ..fewstep.lora.apply import apply_lora, load_lora_tensors
+from ..fewstep.lora.library import file_version
 from ..fewstep.metrics import difference
 from . import adapters as adapter_hooks
 from . import conds, lora_format, plan as planning, teacher
@@ -255,18 +256,20 @@ def train(config: DistillConfig, model, clip, output_folder: Path, callbacks: Ca
                             {"teacher": t_teacher, "teacher_generated": generated, "teacher_reused": reused})
         finally:
             run.optimizer = None  # drop the per-run state with the optimizer's moments
-    return replace(result, model=sampling_student(model, result.lora_path, family.config))
+    return replace(result, model=sampling_student(model, result.lora_path))
 
 
-def sampling_student(model, lora_path: Path, model_config: str):
+def sampling_student(model, lora_path: Path):
     """A clone of `model` with the saved file applied as FewStepLoraLoader applies it (core's
     weight patches), so the MODEL output is exactly what loading the file later gives.
 
     The training clone's weight wrappers rebuild W + dW on every forward (a 4-step run on the
     digits teacher took 339 ms with them, 123 ms patched, 113 ms without the LoRA); patches
     are merged into the weights once when the model loads."""
-    tensors = comfy_compat.load_safetensors(lora_path)
-    return apply_lora(model, None, tensors, 1.0, 0.0, lora_path.name, None, model_config).model
+    tensors = load_lora_tensors(lora_path, file_version(lora_path))
+    family = architectures.family_of(model)
+    return apply_lora(model, None, tensors, 1.0, 0.0, lora_path.name, None, architectures.describe(model),
+                      tuple(family.ids)).model
 
 
 def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_loras, seconds) -> DistillResult:

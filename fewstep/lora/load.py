@@ -17,7 +17,7 @@ import torch
 from .apply import apply_lora, load_lora_tensors
 from .library import LoraLibrary, file_version, library, resolve_lora
 from .settings import AUTO, DEFAULT_STEPS, KnownNames, LoraSettingsError, check_steps_value, choose
-from ..architectures import family_of
+from ..architectures import describe, family_of
 from ..presets.apply import apply_preset
 from ..presets.registry import PresetError, plan
 
@@ -38,11 +38,6 @@ class LoadedLora:
     guidance: float
 
 
-def _model_description(model) -> str:
-    family = family_of(model)
-    return f"{family.config} ({', '.join(family.ids)})" if family.ids else family.config
-
-
 def _known_names() -> KnownNames:
     return KnownNames(tuple(comfy.samplers.KSampler.SAMPLERS), tuple(comfy.samplers.KSampler.SCHEDULERS))
 
@@ -55,7 +50,7 @@ def load(model, clip, lora_name: str, strength_model: float, strength_clip: floa
     path = resolve_lora(lora_name)
     check_steps_value(steps, lora_name)
     structure = lib.structure(path)  # refuses pickles, truncated and corrupt files
-    model_desc = _model_description(model)
+    model_desc = describe(model)
     lines = [f"FewStep LoRA loader: {lora_name}."]
 
     if strength_model == 0 and strength_clip == 0:
