@@ -61,6 +61,12 @@ METHODS = (
            settings={"knob": "ratio"}),
     Method("FewStep Token Merge, ToDo", "fewstep", "FewStepTokenMerge", token_merge("todo"), values=(2.0, 3.0),
            settings={"knob": "downsample"}),
+    # One level deeper: on SDXL that is the ten-block level, the only setting whose FLOP
+    # ratio reaches 1.2x at 1024 px (tome_flops). Not in the default run.
+    Method("FewStep Token Merge, ToMe, max_depth 2", "fewstep", "FewStepTokenMerge", token_merge("tome", 2),
+           values=(0.5,), settings={"knob": "ratio", "full_only": True}),
+    Method("FewStep Token Merge, ToDo, max_depth 2", "fewstep", "FewStepTokenMerge", token_merge("todo", 2),
+           values=(2.0,), settings={"knob": "downsample", "full_only": True}),
 )
 
 
@@ -131,7 +137,10 @@ def _cpu_sdpa() -> dict:
 
 def swept(ctx: BenchContext, m: Method) -> tuple:
     """The values a method runs at: its strongest (last) one in the default run, so every peer
-    keeps a row there; all of them under --preset full, and on smoke's tiny model."""
+    keeps a row there; all of them under --preset full, and on smoke's tiny model. `full_only`
+    methods run under --preset full alone (smoke's tiny UNet has one level: no max_depth 2)."""
+    if m.settings.get("full_only"):
+        return ctx.pick(default=(), full=tuple(m.values), smoke=())
     return ctx.pick(default=tuple(m.values[-1:]), full=tuple(m.values), smoke=tuple(m.values))
 
 
@@ -179,13 +188,13 @@ def tome_rows(ctx: BenchContext) -> list[Table]:
         "for this device): valid for speed ratios, not image quality. The output compared is the UNet's raw "
         "output (noise prediction) in that call, same input, same seeds. Core ToMe merges only at the top UNet "
         "level, which SDXL has no attention in, so on SDXL it changes nothing. FewStep's rows use max_depth 1 (the "
-        "top level with attention) and seed 0; core HyperTile its defaults (tile 256, swap 2, max_depth 0). "
+        "top level with attention) unless the method says max_depth 2, and seed 0; core HyperTile its defaults (tile 256, swap 2, max_depth 0). "
         "FLOP ratio = FLOPs of the unpatched forward / FLOPs of the patched one (torch FlopCounterMode: matmuls, "
         "convolutions, attention): what the patch could give where compute is the limit. On CPU attention runs "
         "less efficiently than on a GPU, so a CPU speedup above the FLOP ratio is no GPU promise.")
     if not ctx.full:
         table.notes.append("The default run measures SD1.5 at 512 px with each method at its strongest setting; "
-                           "`BENCH=full` adds the other settings, SD1.5 at 1024 px and SDXL at 1024 and 1536 px "
+                           "`BENCH=full` adds the other settings, max_depth 2, SD1.5 at 1024 px and SDXL at 1024 and 1536 px "
                            "(one SD1.5 1024 px forward takes ~2 min on 2 CPU cores).")
     if curves:
         path = ctx.plot_path("tome")
