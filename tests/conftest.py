@@ -20,6 +20,12 @@ from comfyui_fewstep.tools import comfy_runtime as rt
 # nodes/ would hide ComfyUI's `nodes` module. Tests see the pack only as comfyui_fewstep.
 sys.path[:] = [p for p in sys.path if Path(p or os.getcwd()).resolve() != rt.REPO_ROOT]
 
+# Under pytest-xdist (`-n 2`) every worker, and every process it starts (servers, torchrun
+# ranks), gets one torch thread: two workers with two threads each on 2 cores spin-wait
+# on each other (a tiny SDXL forward took ~3.5 s instead of ~0.1 s).
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = "1"
+
 LAYERS = ("unit", "comfy", "e2e", "browser")
 ARTIFACTS = rt.REPO_ROOT / "tests" / "artifacts"
 
@@ -94,7 +100,8 @@ def server(tmp_path_factory, tiny_sd15_path):
     finally:
         srv.stop()
         (ARTIFACTS).mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / "server.log").write_text(srv.log_text())
+        worker = os.environ.get("PYTEST_XDIST_WORKER")  # one server per worker under -n
+        (ARTIFACTS / (f"server-{worker}.log" if worker else "server.log")).write_text(srv.log_text())
 
 
 @pytest.fixture

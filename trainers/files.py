@@ -2,7 +2,7 @@
 resume file (safetensors tensors + JSON state, never pickle).
 
 Pure: standard library, torch and safetensors. A half-written file never carries a model
-extension, so no loader lists it: `.name.safetensors.partial` until the final rename.
+extension, so no loader lists it: `.name.safetensors.<pid>.<thread>.partial` until the final rename.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -44,8 +45,10 @@ def checkpoint_name(stem: str, iteration: int) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> Path:
-    """Write bytes under a temporary non-model name in the same folder, then rename."""
-    tmp = path.with_name(f".{path.name}.partial")
+    """Write bytes under a temporary non-model name in the same folder, then rename. The
+    name is per process: two runs writing the same cache file (two servers sharing a user
+    folder, two test workers) each finish their own file and the last rename wins."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.partial")
     try:
         with open(tmp, "wb") as f:
             f.write(data)

@@ -86,36 +86,3 @@ def test_smoke_run_of_the_teacache_overhead_family_measures_the_wrappers(tmp_pat
     assert len(rows) == 1
     model, size, step, work_ms, share, ratio = rows[0]
     assert size == "64x64" and float(step) > 0 and float(work_ms) > 0 and share.endswith("%") and float(ratio) > 0
-
-
-def test_smoke_run_of_the_frontier_family_charts_every_method_on_the_teacher(tmp_path):
-    """`--rows frontier` alone runs the caching and few-step families it draws on (their
-    points, not their sections), adds its sweeps, and names a winner per budget that fits it."""
-    assert run.main(["--preset", "smoke", "--rows", "frontier", "--repeats", "1", "--out", str(tmp_path)]) == 0
-    md = (tmp_path / "latest.md").read_text()
-    assert "bench-family: caching" not in md and "bench-family: frontier" in md
-    rows = [line.strip("| ").split(" | ") for line in md.splitlines() if line.startswith(("| 4 |", "| 8 |"))]
-    assert [r[0] for r in rows] == ["4", "8"]
-    for budget, sampler, cache, distilled, winner, speedup in rows:
-        evals = float(re.search(r"([\d.]+) ev\.", winner).group(1))
-        assert 0 < evals <= float(budget) and re.search(r": [\d.]+ dB, ", winner), winner
-        assert winner in (sampler, cache, distilled) and float(speedup.rstrip("x")) > 0
-    assert "FewStep Distill student trained for" in rows[0][3]  # a student at <= 4 steps, cfg 1: <= 4 evaluations
-    png = next(tmp_path.glob("*-frontier.png"))
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"]({png.name})" in md
-
-
-def test_smoke_run_of_the_distill_family_reports_each_student_and_memory_by_steps(tmp_path):
-    """`--rows distill` trains every student the bench names (each once) and measures peak
-    memory of training in fresh processes, with and without gradient checkpointing."""
-    from comfyui_fewstep.bench.distill_student import STUDENT_STEPS
-
-    assert run.main(["--preset", "smoke", "--rows", "distill", "--repeats", "1", "--out", str(tmp_path)]) == 0
-    md = (tmp_path / "latest.md").read_text()
-    cells = dict(line.strip("| ").split(" | ") for line in md.splitlines() if "-step student: " in line)
-    for n in STUDENT_STEPS:
-        assert re.fullmatch(r"\d+ s for 2 iterations", cells[f"{n}-step student: training time"])
-        assert re.fullmatch(r"[\d.]+ -> [\d.]+ dB", cells[f"{n}-step student: held-out latent PSNR vs teacher, before -> after"])
-    memory = [line.strip("| ").split(" | ") for line in md.splitlines() if re.match(r"\| [248] \| (on|off) \|", line)]
-    assert [(r[0], r[1]) for r in memory] == [("2", "on"), ("4", "on"), ("2", "off"), ("4", "off")]
-    assert all(float(r[2]) > 0 for r in memory) and memory[0][3] == memory[2][3] == "1.00x"
