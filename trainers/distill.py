@@ -267,9 +267,7 @@ def sampling_student(model, lora_path: Path):
     digits teacher took 339 ms with them, 123 ms patched, 113 ms without the LoRA); patches
     are merged into the weights once when the model loads."""
     tensors = load_lora_tensors(lora_path, file_version(lora_path))
-    family = architectures.family_of(model)
-    return apply_lora(model, None, tensors, 1.0, 0.0, lora_path.name, None, architectures.describe(model),
-                      tuple(family.ids)).model
+    return apply_lora(model, None, tensors, 1.0, 0.0, lora_path.name, None).model
 
 
 def _train(run: _Run, base: str, folder: Path, resumed, cb: Callbacks, upstream_loras, seconds) -> DistillResult:

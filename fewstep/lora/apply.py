@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from .. import comfy_compat
+from ..architectures import describe, family_of
 from .files import LoraFileError
 from .structure import _TEXT
 
@@ -141,8 +142,10 @@ class LoraApplied:
 
 
 def apply_lora(model, clip, lora: dict, strength_model: float, strength_clip: float, file_name: str,
-               lora_arch: str | None, model_arch: str, model_arch_ids: tuple[str, ...] = ()) -> LoraApplied:
-    """Clones of `model`/`clip` with the LoRA's fitting modules patched in (core's patch format)."""
+               lora_arch: str | None) -> LoraApplied:
+    """Clones of `model`/`clip` with the LoRA's fitting modules patched in (core's patch format).
+    `lora_arch`: the family the LoRA's keys and shapes point to, if known (for the messages)."""
+    model_arch, model_arch_ids = describe(model), family_of(model).ids
     lora = comfy_compat.convert_lora(lora)
     modules = {module_name(k) for k in lora}
     text_modules = {m for m in modules if is_text_encoder_key(m)}

@@ -17,7 +17,6 @@ import torch
 from .apply import apply_lora, load_lora_tensors
 from .library import LoraLibrary, file_version, library, resolve_lora
 from .settings import AUTO, DEFAULT_STEPS, KnownNames, LoraSettingsError, check_steps_value, choose
-from ..architectures import describe, family_of
 from ..presets.apply import apply_preset
 from ..presets.registry import PresetError, plan
 
@@ -50,7 +49,6 @@ def load(model, clip, lora_name: str, strength_model: float, strength_clip: floa
     path = resolve_lora(lora_name)
     check_steps_value(steps, lora_name)
     structure = lib.structure(path)  # refuses pickles, truncated and corrupt files
-    model_desc = describe(model)
     lines = [f"FewStep LoRA loader: {lora_name}."]
 
     if strength_model == 0 and strength_clip == 0:
@@ -59,7 +57,7 @@ def load(model, clip, lora_name: str, strength_model: float, strength_clip: floa
     else:
         tensors = load_lora_tensors(path, file_version(path))
         applied = apply_lora(model, clip, tensors, strength_model, strength_clip, lora_name,
-                             structure.architecture, model_desc, tuple(family_of(model).ids))
+                             structure.architecture)
         new_model, new_clip, applied_lines = applied.model, applied.clip, applied.lines
 
     rec, warnings = lib.recognise(path)
