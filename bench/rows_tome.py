@@ -71,9 +71,10 @@ METHODS = (
 
 
 def cases(ctx: BenchContext) -> list[tuple[str, int]]:
-    """(layout, px) per preset. One SD1.5 forward takes ~15 s at 512 px and ~2 min at 1024 px
-    on 2 CPU cores (SDXL 1024 ~1.5 min, 1536 far more): the default run keeps 512 px, the
-    speedup-by-size curve is under --preset full."""
+    """(layout, px) per preset. On 2 CPU cores one forward takes 3-6 s for SD1.5 at 512 px,
+    ~17 s at 1024 px, 23-50 s for SDXL at 1024 px and 1-2 min at 1536 px, ten variants
+    each: the default run keeps 512 px, the speedup-by-size curve is under --preset full
+    (31 min at --repeats 1, about an hour at 3)."""
     return ctx.pick(default=[("sd15", 512)],
                     full=[("sd15", 512), ("sd15", 1024), ("sdxl", 1024), ("sdxl", 1536)],
                     smoke=[("tiny-sd15", 64)])
@@ -195,7 +196,7 @@ def tome_rows(ctx: BenchContext) -> list[Table]:
     if not ctx.full:
         table.notes.append("The default run measures SD1.5 at 512 px with each method at its strongest setting; "
                            "`BENCH=full` adds the other settings, max_depth 2, SD1.5 at 1024 px and SDXL at 1024 and 1536 px "
-                           "(one SD1.5 1024 px forward takes ~2 min on 2 CPU cores).")
+                           "(about an hour on 2 CPU cores; its report is in bench/results/full/).")
     if curves:
         path = ctx.plot_path("tome")
         harness.plot_curves(path, [(k, v[0], v[1]) for k, v in curves.items()], xlabel="image size (px)",
