@@ -5,8 +5,8 @@
 #   make demo    the main job on the built-in default model, through a real server
 #   make serve   ComfyUI with this pack on http://127.0.0.1:$(PORT)
 #   make screenshots  the browser tests that draw the README's node pictures, writing docs/screenshots/
-#   make bench   benchmarks; BENCH=full adds the large sizes, ROWS=caching,lora runs only those
-#                row families (the others keep their last results in bench/results/latest.md)
+#   make bench   benchmarks; BENCH=full adds the large sizes (report in bench/results/full/),
+#                ROWS=caching,lora runs only those row families (the others keep their last results)
 #   make compat  every tier against each ComfyUI tree in tools/compat_trees.toml -> README table
 
 SHELL := /bin/bash

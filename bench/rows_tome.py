@@ -196,7 +196,7 @@ def tome_rows(ctx: BenchContext) -> list[Table]:
     if not ctx.full:
         table.notes.append("The default run measures SD1.5 at 512 px with each method at its strongest setting; "
                            "`BENCH=full` adds the other settings, max_depth 2, SD1.5 at 1024 px and SDXL at 1024 and 1536 px "
-                           "(about an hour on 2 CPU cores; its report is in bench/results/full/).")
+                           "(about an hour on 2 CPU cores; it reports to bench/results/full/).")
     if curves:
         path = ctx.plot_path("tome")
         harness.plot_curves(path, [(k, v[0], v[1]) for k, v in curves.items()], xlabel="image size (px)",

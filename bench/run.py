@@ -68,7 +68,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=3, help="timed repeats after the warm-up (median reported)")
     p.add_argument("--rows", default="", help="comma-separated row families (default: all): "
                    + ", ".join(f.name for f in FAMILIES))
-    p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results folder")
+    p.add_argument("--out", type=Path, default=None,
+                   help="results folder (default: bench/results, or bench/results/full under --preset full, so a "
+                        "full run never replaces the default run's report or the README section made from it)")
     p.add_argument("--attention", choices=("sdpa", "subquad"), default="sdpa",
                    help="sdpa = --use-pytorch-cross-attention (default); subquad = ComfyUI's CPU default")
     p.add_argument("--threads", type=int, default=None,
@@ -77,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
+    if args.out is None:
+        args.out = DEFAULT_OUT / "full" if args.preset == "full" else DEFAULT_OUT
     return args
 
 

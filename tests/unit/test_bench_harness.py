@@ -179,3 +179,11 @@ def test_the_report_names_the_command_that_made_it(argv, expected):
     from comfyui_fewstep.bench import run
 
     assert run.command_line(run.parse_args(argv), argv) == expected
+
+
+@pytest.mark.parametrize("argv, folder", [([], "results"), (["--preset", "full"], "full"), (["--preset", "smoke"], "results")])
+def test_a_full_run_reports_beside_the_default_run_instead_of_over_it(argv, folder):
+    from comfyui_fewstep.bench import run
+
+    out = run.parse_args(argv).out
+    assert out.name == folder and (out == run.DEFAULT_OUT) == (folder == "results")
